@@ -1,0 +1,3 @@
+from diffvq.cli import main
+
+raise SystemExit(main())

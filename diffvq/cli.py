@@ -1,0 +1,155 @@
+"""The `diffvq` command.
+
+    diffvq run RECIPE [key.sub=value ...]       train, sample and evaluate (resumable)
+    diffvq validate RECIPE [key.sub=value ...]  check a recipe without doing any work
+    diffvq plugins                              what each plugin registered, and failures
+    diffvq ls [KIND [NAME]]                     registered components, or one's recipe keys
+
+User errors print one line (`error: ...`) and exit with status 2; `--debug` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import UserError
+
+KIND_ALIASES = {"modalities": "modality", "datasets": "dataset", "data": "dataset",
+                "tokenizers": "tokenizer", "priors": "prior", "decoders": "decoder"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("-p", "--plugin", action="append", default=[], metavar="FILE",
+                        help="load a local plugin file (repeatable)")
+    parser = argparse.ArgumentParser(prog="diffvq", parents=[common],
+                                     description="Discrete generative modelling: VQ tokenizers, "
+                                                 "autoregressive and diffusion priors.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_ in (("run", "run a recipe: train, sample and evaluate (resumes)"),
+                        ("validate", "check a recipe and print it resolved, doing no work")):
+        p = sub.add_parser(name, parents=[common], help=help_)
+        p.add_argument("recipe", help="recipe YAML file")
+        p.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                       help="override recipe keys (values parsed as YAML)")
+        if name == "run":
+            p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
+            p.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub.add_parser("plugins", parents=[common], help="list plugins, what they registered, failures")
+    p = sub.add_parser("ls", parents=[common], help="list registered components, or a component's keys")
+    p.add_argument("kind", nargs="?", help="modality, dataset, tokenizer, prior or decoder")
+    p.add_argument("name", nargs="?", help="a component name: show its recipe keys")
+    return parser
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    import yaml
+
+    from . import recipe as recipe_mod
+
+    r, _ = recipe_mod.load(args.recipe, args.overrides, args.plugin)
+    print(yaml.safe_dump(r.to_dict(), sort_keys=False), end="")
+    print(f"# {args.recipe}: valid ({len(r.priors)} prior(s): {', '.join(r.priors)})",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import recipe as recipe_mod
+    from .pipeline import Run
+    from .summary import format_summary
+
+    r, plugins = recipe_mod.load(args.recipe, args.overrides, args.plugin)
+    run = Run(r, plugins, runs_dir=Path(args.runs_dir), progress=not args.quiet)
+    metrics = run.execute()
+    print(format_summary(metrics, run.run_dir))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .plugins import load_plugins
+
+    plugins = load_plugins(args.plugin)
+    if not plugins.records:
+        print("no plugins found (is diffvq installed with `pip install -e .`?)")
+    for rec in plugins.records:
+        origin = (f"{rec.distribution} {rec.version}" if rec.distribution else rec.source)
+        status = "FAILED" if rec.error else "ok"
+        print(f"{rec.name}  [{origin}, {rec.source}]  {status}")
+        for kind, names in rec.registered.items():
+            print(f"    {kind}: {', '.join(names)}")
+        if rec.error:
+            print(f"    error: {rec.error}")
+    for (kind, name), owners in plugins.registry.conflicts.items():
+        print(f"conflict: {kind} {name!r} is registered by {' and '.join(owners)}")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from . import schema
+    from .interfaces import INJECTED, KINDS, SAMPLE_INJECTED
+    from .plugins import load_plugins
+
+    plugins = load_plugins(args.plugin)
+    kinds = list(KINDS)
+    if args.kind:
+        kind = KIND_ALIASES.get(args.kind, args.kind)
+        if kind not in KINDS:
+            raise UserError(f"unknown kind {args.kind!r}; choose one of {', '.join(KINDS)}")
+        kinds = [kind]
+    if args.name:
+        entry = plugins.registry.get(kinds[0], args.name)
+        doc = (entry.cls.__doc__ or "").strip().splitlines()
+        print(f"{kinds[0]} {entry.name}  (plugin {entry.plugin})")
+        if doc:
+            print(f"  {doc[0]}")
+        sections = [("recipe keys", schema.signature_model(entry.cls.__init__, INJECTED[kinds[0]]))]
+        if kinds[0] == "prior":
+            sections.append(("sampling options",
+                             schema.signature_model(entry.cls.sample, SAMPLE_INJECTED)))
+        for title, model in sections:
+            print(f"  {title}:")
+            for key, type_s, default in schema.describe(model):
+                print(f"    {key}: {type_s} = {default}")
+        return 0
+    for kind in kinds:
+        print(f"{kind}:")
+        entries = plugins.registry.entries[kind]
+        if not entries:
+            print("    (none)")
+        for name in sorted(entries):
+            e = entries[name]
+            doc = (e.cls.__doc__ or "").strip().splitlines()
+            extra = f" [{e.cls.modality}]" if kind == "dataset" else ""
+            print(f"    {name}{extra}  ({e.plugin})  {doc[0] if doc else ''}")
+    return 0
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # same path as Ctrl-C: save a checkpoint, then stop
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.debug:
+        os.environ["DIFFVQ_DEBUG"] = "1"
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    commands = {"run": cmd_run, "validate": cmd_validate, "plugins": cmd_plugins, "ls": cmd_ls}
+    try:
+        return commands[args.command](args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("diffvq: interrupted", file=sys.stderr)
+        return 130

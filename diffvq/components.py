@@ -1,0 +1,63 @@
+"""Saving a trained component as safetensors weights beside a JSON config, and building it back
+through the registry - never by unpickling code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__, storage
+from .errors import UserError
+from .interfaces import TokenSpec
+from .registry import Registry
+
+
+def _encode_injected(injected: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in injected.items():
+        out[k] = v.to_dict() if isinstance(v, TokenSpec) else (list(v) if isinstance(v, tuple) else v)
+    return out
+
+
+def _decode_injected(kind: str, injected: dict[str, Any]) -> dict[str, Any]:
+    if kind == "prior":
+        return {"spec": TokenSpec.from_dict(injected["spec"])}
+    if kind == "tokenizer":
+        return {"input_shape": tuple(injected["input_shape"])}
+    return dict(injected)
+
+
+def save_component(dir: Path, module: nn.Module, kind: str, name: str, params: dict[str, Any],
+                   injected: dict[str, Any]) -> None:
+    dir.mkdir(parents=True, exist_ok=True)
+    storage.save_weights(dir / "model.safetensors", module.state_dict())
+    storage.write_json(dir / "config.json", {
+        "format": "diffvq-component", "kind": kind, "name": name, "params": params,
+        "injected": _encode_injected(injected), "diffvq_version": __version__})
+
+
+def load_component(dir: Path, registry: Registry, kind: str,
+                   device: torch.device | str = "cpu") -> nn.Module:
+    """Rebuild a saved component from `dir/config.json` and load `dir/model.safetensors`."""
+    dir = Path(dir)
+    cfg = storage.read_json(dir / "config.json")
+    if not isinstance(cfg, dict) or cfg.get("format") != "diffvq-component":
+        raise UserError(f"{dir / 'config.json'}: not a diffvq component config")
+    if cfg.get("kind") != kind:
+        raise UserError(f"{dir}: holds a {cfg.get('kind')}, expected a {kind}")
+    entry = registry.get(kind, cfg["name"])
+    try:
+        module = entry.cls(**_decode_injected(kind, cfg["injected"]), **cfg["params"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise UserError(f"{dir}: config does not build a {kind} {cfg['name']!r} ({exc})") from None
+    state = storage.load_weights(dir / "model.safetensors")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise UserError(f"{dir / 'model.safetensors'}: weights do not match {kind} "
+                        f"{cfg['name']!r} ({' '.join(first[:2])[:300]})") from None
+    return module.to(device).eval()

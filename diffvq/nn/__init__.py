@@ -1,0 +1,1 @@
+"""Neural building blocks shared by first-party and third-party components."""

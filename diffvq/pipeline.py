@@ -1,0 +1,398 @@
+"""The run pipeline: data -> tokenizer -> token cache -> prior(s) -> samples -> metrics.
+
+Everything lands in `runs/<name>/`:
+
+    recipe.resolved.yaml   the recipe with every default filled in, plus seed and versions
+    tokenizer/             config.json + model.safetensors + train.json
+    tokens/                {train,test}.tokens.npy (memory-mapped) + labels + meta.json
+    priors/<key>/          config.json + model.safetensors + train.json
+    samples/<key>/         tokens.npy, labels.npy, the modality's gallery, sample.json
+    metrics.json           tokenizer and prior figures
+    stages/<stage>.json    which recipe fingerprint each finished stage was made from
+
+Each stage's fingerprint hashes the part of the recipe it depends on plus its inputs'
+fingerprints. A finished stage with the same fingerprint is skipped; a changed one is redone, and
+so is everything downstream. Training interrupted mid-way resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from . import storage, tokencache
+from .components import load_component, save_component
+from .errors import UserError
+from .interfaces import DataInfo, TokenSpec
+from .nn.transformer import count_parameters
+from .plugins import Plugins
+from .provenance import environment
+from .recipe import Recipe
+from .runtime import autocast, resolve_precision, select_device
+from .trainer import Batches, Trainer, TrainConfig
+
+
+def fingerprint(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def derived_seed(seed: int, *names: str) -> int:
+    """A separate, reproducible seed per prior (so adding a prior changes no other)."""
+    return (seed * 1_000_003 + zlib.crc32("/".join(names).encode())) % 2**31
+
+
+def _train_fp(cfg: TrainConfig) -> dict[str, Any]:
+    """The training settings that change results (how often we checkpoint does not)."""
+    return cfg.model_dump(mode="json", exclude={"checkpoint_every_s"})
+
+
+def log(msg: str) -> None:
+    print(f"diffvq: {msg}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(run_dir / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{run_dir}: another diffvq process is working on this run") from None
+        yield
+
+
+@dataclass
+class Stage:
+    """A finished-stage marker: `stages/<id>.json` holding the fingerprint it was made from."""
+
+    run_dir: Path
+    id: str
+    fp: str
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir / "stages" / f"{self.id}.json"
+
+    def info(self) -> dict[str, Any] | None:
+        if not self.path.is_file():
+            return None
+        try:
+            marker = json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return marker.get("info", {}) if marker.get("fingerprint") == self.fp else None
+
+    def finish(self, info: dict[str, Any]) -> None:
+        storage.write_json(self.path, {"fingerprint": self.fp, "finished": time.time(),
+                                       "info": info})
+
+
+@dataclass
+class Run:
+    recipe: Recipe
+    plugins: Plugins
+    runs_dir: Path = Path("runs")
+    progress: bool = True
+    _data: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        r = self.recipe
+        self.run_dir = Path(self.runs_dir) / r.name
+        self.device = select_device(r.device)  # type: ignore[arg-type]
+        self.precision = resolve_precision(r.precision, self.device)  # type: ignore[arg-type]
+        self.dataset = r.data.cls(**r.data.params)
+        self.info: DataInfo = self.dataset.info()
+        self.modality = r.modality.cls(info=self.info, **r.modality.params)
+        fp_data = fingerprint(r.modality.to_dict(), r.data.to_dict(), self.dataset.fingerprint())
+        self.fp_tokenizer = fingerprint(fp_data, r.tokenizer.to_dict(), _train_fp(r.tokenizer_train),
+                                        r.seed, self.precision)
+        self.fp_tokens = fingerprint(self.fp_tokenizer, "tokens-v1")
+        self.fp_prior = {k: fingerprint(self.fp_tokens, p.name, p.params, _train_fp(p.train),
+                                        r.seed, self.precision) for k, p in r.priors.items()}
+        self.fp_samples = {k: fingerprint(self.fp_prior[k], p.sample, r.sample.n_per_class,
+                                          r.sample.batch_size, r.decoder.to_dict(), r.seed,
+                                          self.precision) for k, p in r.priors.items()}
+        self.fp_metrics = fingerprint(self.fp_tokens, self.fp_prior, self.fp_samples,
+                                      r.evaluate.model_dump(), "metrics-v1")
+
+    # -- data -------------------------------------------------------------------------------------
+    def data(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(model tensors `[N, C, *spatial]`, labels `[N]`) of a split, loaded once."""
+        if split not in self._data:
+            signals, labels = self.dataset.load(split)
+            if tuple(signals.shape[1:]) != tuple(self.info.shape):
+                raise RuntimeError(f"data set {self.recipe.data.name!r} gave {split} signals of "
+                                   f"shape {tuple(signals.shape[1:])}, its info says {self.info.shape}")
+            if len(signals) == 0:
+                raise UserError(f"data: the {split} split of {self.recipe.data.name!r} is empty")
+            self._data[split] = (self.modality.to_model(signals), labels.long())
+        return self._data[split]
+
+    # -- stages -----------------------------------------------------------------------------------
+    def _stage(self, stage_id: str, fp: str, out_dir: Path | None,
+               work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        stage = Stage(self.run_dir, stage_id, fp)
+        done = stage.info()
+        if done is not None:
+            log(f"{stage_id}: up to date, skipped")
+            return done
+        stage.path.unlink(missing_ok=True)
+        if out_dir is not None and out_dir.exists():
+            ckpt = out_dir / "checkpoint" / "trainer.json"
+            keep = ckpt.is_file() and json.loads(ckpt.read_text()).get("fingerprint") == fp
+            if not keep:
+                shutil.rmtree(out_dir)
+        t0 = time.monotonic()
+        info = work()
+        info["stage_wall_time_s"] = round(time.monotonic() - t0, 3)
+        stage.finish(info)
+        return info
+
+    def _trainer(self, cfg: TrainConfig, workdir: Path, fp: str, seed: int, desc: str) -> Trainer:
+        return Trainer(cfg, device=self.device, precision=self.precision, seed=seed,
+                       workdir=workdir, fingerprint=fp, desc=desc, progress=self.progress)
+
+    def train_tokenizer(self) -> dict[str, Any]:
+        r, out = self.recipe, self.run_dir / "tokenizer"
+
+        def work() -> dict[str, Any]:
+            x, _ = self.data("train")
+            input_shape = tuple(x.shape[1:])
+            tok = r.tokenizer.cls(input_shape=input_shape, **r.tokenizer.params)
+            log(f"tokenizer: training {r.tokenizer.name} ({count_parameters(tok):,} parameters) "
+                f"for {r.tokenizer_train.steps} steps on {len(x)} examples, {self.device}/{self.precision}")
+            trainer = self._trainer(r.tokenizer_train, out, self.fp_tokenizer, r.seed, "tokenizer")
+            result = trainer.fit(tok, Batches({"x": x}, r.tokenizer_train.batch_size, r.seed))
+            save_component(out, tok, "tokenizer", r.tokenizer.name, r.tokenizer.params,
+                           {"input_shape": input_shape})
+            info = {"steps": result.steps, "wall_time_s": result.wall_time_s,
+                    "final_loss": result.final_loss, "resumed_from": result.resumed_from,
+                    "parameters": count_parameters(tok), "last_logs": result.logs}
+            storage.write_json(out / "train.json", {**info, "losses": result.losses})
+            trainer.clear_checkpoint()
+            return info
+
+        return self._stage("tokenizer", self.fp_tokenizer, out, work)
+
+    def tokenizer(self) -> torch.nn.Module:
+        return load_component(self.run_dir / "tokenizer", self.plugins.registry, "tokenizer",
+                              self.device)
+
+    def encode_tokens(self) -> dict[str, Any]:
+        out = self.run_dir / "tokens"
+
+        def work() -> dict[str, Any]:
+            tok = self.tokenizer()
+            spec = TokenSpec(tuple(tok.grid_shape), int(tok.codebook_size), self.info.n_classes)
+            out.mkdir(parents=True, exist_ok=True)
+            counts = {}
+            for split in tokencache.SPLITS:
+                x, labels = self.data(split)
+                with autocast(self.device, self.precision):
+                    tokencache.write_split(out, split, lambda b: tok.encode(b.to(self.device)),
+                                           x, labels, spec)
+                counts[split] = len(x)
+            tokencache.write_meta(out, spec, counts, list(self.info.class_names))
+            log(f"tokens: cached {counts['train']} train and {counts['test']} test sequences of "
+                f"{spec.seq_len} tokens (grid {spec.grid_shape}, codebook {spec.vocab_size})")
+            return {"counts": counts, "spec": spec.to_dict()}
+
+        return self._stage("tokens", self.fp_tokens, out, work)
+
+    def token_cache(self) -> tokencache.TokenCache:
+        return tokencache.TokenCache.open(self.run_dir / "tokens")
+
+    def train_prior(self, key: str) -> dict[str, Any]:
+        r, p, out = self.recipe, self.recipe.priors[key], self.run_dir / "priors" / key
+
+        def work() -> dict[str, Any]:
+            cache = self.token_cache()
+            prior = p.cls(spec=cache.spec, **p.params)
+            arrays: dict[str, Any] = {"tokens": cache.sequences("train")}
+            if cache.spec.n_classes:
+                arrays["labels"] = cache.labels("train")
+            n_params = count_parameters(prior)
+            log(f"prior {key}: training {p.name} ({n_params:,} parameters) for {p.train.steps} "
+                f"steps, {self.device}/{self.precision}")
+            seed = derived_seed(r.seed, "prior", key)
+            trainer = self._trainer(p.train, out, self.fp_prior[key], seed, f"prior {key}")
+            result = trainer.fit(prior, Batches(arrays, p.train.batch_size, seed))
+            save_component(out, prior, "prior", p.name, p.params, {"spec": cache.spec})
+            info = {"steps": result.steps, "wall_time_s": result.wall_time_s,
+                    "final_loss": result.final_loss, "resumed_from": result.resumed_from,
+                    "parameters": n_params}
+            storage.write_json(out / "train.json", {**info, "losses": result.losses})
+            trainer.clear_checkpoint()
+            return info
+
+        return self._stage(f"prior-{key}", self.fp_prior[key], out, work)
+
+    def prior(self, key: str) -> torch.nn.Module:
+        return load_component(self.run_dir / "priors" / key, self.plugins.registry, "prior",
+                              self.device)
+
+    def sample_prior(self, key: str) -> dict[str, Any]:
+        r, p, out = self.recipe, self.recipe.priors[key], self.run_dir / "samples" / key
+
+        def work() -> dict[str, Any]:
+            prior, tok, cache = self.prior(key), self.tokenizer(), self.token_cache()
+            spec = cache.spec
+            n_cls = spec.n_classes
+            n = r.sample.n_per_class * max(n_cls, 1)
+            labels = (torch.arange(n_cls, device=self.device).repeat_interleave(r.sample.n_per_class)
+                      if n_cls else None)
+            gen = torch.Generator(self.device).manual_seed(derived_seed(r.seed, "sample", key))
+            chunks = []
+            self._sync()
+            t0 = time.perf_counter()
+            for i in range(0, n, r.sample.batch_size):
+                chunk = labels[i:i + r.sample.batch_size] if labels is not None else None
+                m = min(r.sample.batch_size, n - i)
+                with autocast(self.device, self.precision):
+                    chunks.append(prior.sample(m, chunk, generator=gen, **p.sample))
+            self._sync()
+            seconds = time.perf_counter() - t0
+            tokens = torch.cat(chunks).view(n, *spec.grid_shape)
+            decoder = r.decoder.cls(modality=self.modality, tokenizer=tok, **r.decoder.params)
+            with autocast(self.device, self.precision):
+                signals = torch.cat([decoder.decode(tokens[i:i + 256]).float().cpu()
+                                     for i in range(0, n, 256)])
+            out.mkdir(parents=True, exist_ok=True)
+            lab = labels.cpu() if labels is not None else torch.zeros(n, dtype=torch.long)
+            storage.atomic_save(out / "tokens.npy",
+                                lambda f: np.save(open(f, "wb"), tokens.cpu().numpy()))
+            storage.atomic_save(out / "labels.npy", lambda f: np.save(open(f, "wb"), lab.numpy()))
+            files = self.modality.write_gallery(signals, lab, out, title=f"{key} ({p.name})")
+            info = {"n": n, "nfe": prior.nfe(**p.sample), "options": p.sample,
+                    "batch_size": r.sample.batch_size, "wall_time_s": seconds,
+                    "seconds_per_sample": seconds / n,
+                    "files": [str(Path(f).relative_to(self.run_dir)) for f in files]}
+            storage.write_json(out / "sample.json", info)
+            log(f"samples {key}: {n} in {seconds:.1f} s ({seconds / n * 1000:.1f} ms each, "
+                f"NFE {info['nfe']}) -> {out / files[0].name if files else out}")
+            return info
+
+        return self._stage(f"samples-{key}", self.fp_samples[key], out, work)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def evaluate(self, stage_infos: dict[str, Any]) -> dict[str, Any]:
+        r = self.recipe
+
+        def work() -> dict[str, Any]:
+            metrics = {"run": r.name, "seed": r.seed, "device": str(self.device),
+                       "precision": self.precision,
+                       "data": {"name": r.data.name, **self.info.to_dict(),
+                                **stage_infos["tokens"]["counts"]},
+                       "tokenizer": self._tokenizer_metrics(stage_infos["tokenizer"]),
+                       "priors": {k: self._prior_metrics(k, stage_infos) for k in r.priors}}
+            storage.write_json(self.run_dir / "metrics.json", metrics)
+            return {}
+
+        self._stage("metrics", self.fp_metrics, None, work)
+        return storage.read_json(self.run_dir / "metrics.json")
+
+    @torch.no_grad()
+    def _tokenizer_metrics(self, train_info: dict[str, Any]) -> dict[str, Any]:
+        tok, cache = self.tokenizer(), self.token_cache()
+        x, _ = self.data("test")
+        rec, sq = [], 0.0
+        for i in range(0, len(x), 256):
+            xb = x[i:i + 256].to(self.device)
+            with autocast(self.device, self.precision):
+                x_hat = tok.decode(tok.encode(xb)).float()
+            sq += torch.sum((x_hat - xb) ** 2).item()
+            rec.append(x_hat.cpu())
+        x_hat = torch.cat(rec)
+        modality_metrics = self.modality.reconstruction_metrics(self.modality.from_model(x),
+                                                                 self.modality.from_model(x_hat))
+        counts = np.bincount(np.asarray(cache.tokens("test")).ravel(),
+                             minlength=cache.spec.vocab_size).astype(np.float64)
+        p = counts[counts > 0] / counts.sum()
+        return {"name": self.recipe.tokenizer.name, "codebook_size": cache.spec.vocab_size,
+                "grid_shape": list(cache.spec.grid_shape),
+                "recon_mse": sq / x.numel(), **modality_metrics,
+                "codebook_usage": float((counts > 0).mean()),
+                "perplexity": float(np.exp(-(p * np.log(p)).sum())),
+                "parameters": train_info.get("parameters"),
+                "train_steps": train_info.get("steps"),
+                "train_time_s": train_info.get("wall_time_s")}
+
+    @torch.no_grad()
+    def _prior_metrics(self, key: str, infos: dict[str, Any]) -> dict[str, Any]:
+        p, ev = self.recipe.priors[key], self.recipe.evaluate
+        train, samples = infos[f"prior-{key}"], infos[f"samples-{key}"]
+        out: dict[str, Any] = {"name": p.name, "parameters": train["parameters"],
+                               "train_steps": train["steps"], "train_time_s": train["wall_time_s"]}
+        prior = self.prior(key)
+        kind = getattr(prior, "likelihood", "none")
+        bits = None
+        if ev.nll and kind != "none":
+            cache = self.token_cache()
+            tokens = cache.torch_sequences("test")
+            labels = torch.from_numpy(cache.labels("test")) if cache.spec.n_classes else None
+            if ev.nll_max_sequences:
+                tokens = tokens[:ev.nll_max_sequences]
+                labels = labels[:ev.nll_max_sequences] if labels is not None else None
+            vals = []
+            gen_state = torch.get_rng_state()
+            torch.manual_seed(derived_seed(self.recipe.seed, "nll", key))  # bounds are Monte-Carlo
+            for i in range(0, len(tokens), 256):
+                lb = labels[i:i + 256].to(self.device) if labels is not None else None
+                with autocast(self.device, self.precision):
+                    vals.append(prior.nll(tokens[i:i + 256].to(self.device), lb).float().cpu())
+            torch.set_rng_state(gen_state)
+            bits = float(torch.cat(vals).mean())
+        out["nll_bits_per_token"] = bits
+        out["nll_kind"] = kind if bits is not None else "none"
+        out["nfe"] = samples["nfe"]
+        out["seconds_per_sample"] = samples["seconds_per_sample"]
+        out["sample_batch_size"] = samples["batch_size"]
+        out["samples"] = samples["files"]
+        return out
+
+    # -- the whole run ------------------------------------------------------------------------
+    def execute(self) -> dict[str, Any]:
+        created = not self.run_dir.exists()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with _run_lock(self.run_dir):
+                return self._execute()
+        except UserError:
+            if created and not any((self.run_dir / "stages").glob("*.json")):
+                shutil.rmtree(self.run_dir, ignore_errors=True)  # leave nothing half-made
+            raise
+
+    def _execute(self) -> dict[str, Any]:
+        r = self.recipe
+        plugin_versions = {rec.name: rec.version for rec in self.plugins.records if not rec.error}
+        resolved = {**r.to_dict(), "environment": environment(plugin_versions, str(self.device),
+                                                              self.precision)}
+        storage.write_yaml(self.run_dir / "recipe.resolved.yaml", resolved,
+                           header=f"# resolved from {r.source}; re-run with: diffvq run "
+                                  f"{self.run_dir / 'recipe.resolved.yaml'}\n")
+        torch.manual_seed(r.seed)
+        infos: dict[str, Any] = {"tokenizer": self.train_tokenizer(), "tokens": self.encode_tokens()}
+        for key in r.priors:
+            infos[f"prior-{key}"] = self.train_prior(key)
+        for key in r.priors:
+            infos[f"samples-{key}"] = self.sample_prior(key)
+        return self.evaluate(infos)

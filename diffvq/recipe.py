@@ -1,0 +1,386 @@
+"""Recipes: YAML files with `base:` inheritance and `key.sub=value` overrides, validated in full
+before any work starts. Every problem is reported at once, each on one line with its path.
+
+Component sections (`modality`, `data`, `tokenizer`, `decoder`, each of `priors`) are
+`{name: ..., **params}` (or just the name); the params are validated against the component's own
+typed signature, found through the plugin registry.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import schema
+from .errors import RecipeError, UserError
+from .interfaces import INJECTED, SAMPLE_INJECTED, DataInfo, TokenSpec
+from .plugins import Plugins
+from .runtime import DeviceName, Precision
+from .trainer import TrainConfig
+
+COMPONENT_SECTIONS = {"modality": "modality", "data": "dataset", "tokenizer": "tokenizer",
+                      "decoder": "decoder"}
+PRIOR_RESERVED = {"name", "train", "sample"}
+
+
+# ---- reading files and overrides -------------------------------------------------------------
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"{path}: recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file (UTF-8 expected)") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a recipe is a mapping of keys, got a {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` wins; nested mappings merge key by key."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def read_recipe(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe file with its `base:` chain merged in (base first, this file on top)."""
+    path = Path(path)
+    if path.resolve() in _chain:
+        cycle = " -> ".join(str(p) for p in (*_chain, path.resolve()))
+        raise UserError(f"{path}: 'base' inheritance forms a cycle: {cycle}")
+    data = _load_yaml(path)
+    plugins = data.get("plugins")
+    if isinstance(plugins, list):  # plugin files are relative to the recipe that names them
+        data["plugins"] = [str((path.parent / p).resolve()) if isinstance(p, str) else p
+                           for p in plugins]
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise UserError(f"{path}: 'base' must be the path of another recipe, got {base!r}")
+    base_path = path.parent / base
+    if not base_path.is_file():
+        raise UserError(f"{path}: base recipe {base!r} not found (looked at {base_path})")
+    return deep_merge(read_recipe(base_path, (*_chain, path.resolve())), data)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    key, sep, value = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not key.strip() or any(not p for p in parts):
+        raise UserError(f"override {text!r} is not of the form key.sub=value")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return parts, parsed
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides (values parsed as YAML: 3, 0.5, true, [4, 8], null)."""
+    out = copy.deepcopy(data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = out
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.get(p)
+            if isinstance(nxt, str) and (i > 0 or p in COMPONENT_SECTIONS):
+                nxt = node[p] = {"name": nxt}  # `tokenizer: vqvae` shorthand grows params
+            elif nxt is None:
+                nxt = node[p] = {}
+            elif not isinstance(nxt, dict):
+                where = ".".join(parts[: i + 1])
+                raise UserError(f"override {text!r}: {where} is {nxt!r}, not a mapping")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+# ---- the validated recipe ---------------------------------------------------------------------
+
+class SampleSection(BaseModel):
+    """`sample:` - how many samples and, as extra keys, options passed to every prior."""
+
+    model_config = ConfigDict(extra="allow")
+    n_per_class: int = Field(8, gt=0, description="samples per class (unlabelled data: in all)")
+    batch_size: int = Field(64, gt=0, description="samples drawn per sampler call")
+
+
+class EvaluateSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    nll: bool = True
+    nll_max_sequences: int | None = Field(None, gt=0, description="cap on held-out sequences")
+
+
+class TrainSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tokenizer: dict[str, Any] = {}
+    prior: dict[str, Any] = {}
+
+
+class RecipeModel(BaseModel):
+    """The top level of a recipe."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                      description="run directory name under runs/")
+    description: str = ""
+    seed: int = 0
+    modality: str | dict[str, Any]
+    data: str | dict[str, Any]
+    tokenizer: str | dict[str, Any]
+    decoder: str | dict[str, Any] = "tokenizer"
+    priors: dict[str, str | dict[str, Any]] = Field(min_length=1)
+    train: TrainSection = TrainSection()
+    sample: SampleSection = SampleSection()
+    evaluate: EvaluateSection = EvaluateSection()
+    plugins: list[str] = []
+    device: DeviceName = "auto"
+    precision: Precision = "auto"
+    environment: dict[str, Any] | None = Field(None, description="written by diffvq; ignored")
+
+
+@dataclass
+class Component:
+    kind: str
+    name: str
+    params: dict[str, Any]
+    cls: type
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params}
+
+
+@dataclass
+class PriorSpec(Component):
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "train": self.train.model_dump(mode="json"),
+                "sample": dict(self.sample)}
+
+
+@dataclass
+class Recipe:
+    name: str
+    description: str
+    seed: int
+    modality: Component
+    data: Component
+    tokenizer: Component
+    decoder: Component
+    priors: dict[str, PriorSpec]
+    tokenizer_train: TrainConfig
+    train_prior: dict[str, Any]
+    sample: SampleSection
+    evaluate: EvaluateSection
+    plugins: list[str]
+    device: str
+    precision: str
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved recipe: every default filled in; itself a valid recipe."""
+        return {
+            "name": self.name, "description": self.description, "seed": self.seed,
+            "modality": self.modality.to_dict(), "data": self.data.to_dict(),
+            "tokenizer": self.tokenizer.to_dict(), "decoder": self.decoder.to_dict(),
+            "priors": {k: p.to_dict() for k, p in self.priors.items()},
+            "train": {"tokenizer": self.tokenizer_train.model_dump(mode="json"),
+                      "prior": dict(self.train_prior)},
+            "sample": self.sample.model_dump(mode="json"),
+            "evaluate": self.evaluate.model_dump(mode="json"),
+            "plugins": list(self.plugins), "device": self.device, "precision": self.precision,
+        }
+
+
+def _split_spec(value: Any, path: str, problems: list[str]) -> tuple[str | None, dict[str, Any]]:
+    if isinstance(value, str):
+        return value, {}
+    if isinstance(value, dict):
+        params = dict(value)
+        name = params.pop("name", None)
+        if name is None:
+            problems.append(f"{path}.name: required key is missing")
+        elif not isinstance(name, str):
+            problems.append(f"{path}.name: must be a string (got {name!r})")
+            name = None
+        return name, params
+    problems.append(f"{path}: must be a name or a mapping with 'name' (got {value!r})")
+    return None, {}
+
+
+def _component(kind: str, value: Any, path: str, plugins: Plugins, problems: list[str],
+               reserved: set[str] = frozenset()) -> tuple[Component | None, dict[str, Any]]:
+    name, params = _split_spec(value, path, problems)
+    extra = {k: params.pop(k) for k in list(params) if k in reserved}
+    if name is None:
+        return None, extra
+    missing = plugins.explain_missing(kind, name)
+    if missing:
+        problems.append(f"{path}.name: {missing}")
+        return None, extra
+    cls = plugins.registry.entries[kind][name].cls
+    model = schema.signature_model(cls.__init__, INJECTED[kind])
+    resolved, errs = schema.validate(model, params, path)
+    problems.extend(errs)
+    if resolved is None:
+        return None, extra
+    return Component(kind, name, resolved, cls), extra
+
+
+def _train_config(layers: list[tuple[str, dict[str, Any]]], defaults: dict[str, Any],
+                  problems: list[str]) -> TrainConfig | None:
+    """Merge train sections (later wins) on top of a component's defaults; validate each."""
+    merged = dict(defaults)
+    ok = True
+    for path, section in layers:
+        if not isinstance(section, dict):
+            problems.append(f"{path}: must be a mapping (got {section!r})")
+            ok = False
+            continue
+        _, errs = schema.validate(TrainConfig, section, path)
+        if errs:
+            problems.extend(errs)
+            ok = False
+        merged.update(section)
+    if not ok:
+        return None
+    resolved, errs = schema.validate(TrainConfig, merged, layers[-1][0])
+    problems.extend(errs)
+    return TrainConfig.model_validate(resolved) if resolved is not None else None
+
+
+def resolve(raw: dict[str, Any], plugins: Plugins, source: str = "recipe") -> Recipe:
+    """Validate a merged recipe mapping against the schemas; raise RecipeError with every
+    problem found."""
+    problems: list[str] = []
+    top = {k: v for k, v in raw.items()}
+    resolved_top, errs = schema.validate(RecipeModel, top, "")
+    problems.extend(errs)
+    get = (lambda k, d=None: top.get(k, d))
+    comps: dict[str, Component | None] = {}
+    for section, kind in COMPONENT_SECTIONS.items():
+        default = "tokenizer" if section == "decoder" else None
+        value = get(section, default)
+        if value is None or not isinstance(value, (str, dict)):
+            continue  # reported by the top-level validation
+        comps[section], _ = _component(kind, value, section, plugins, problems)
+    data, modality = comps.get("data"), comps.get("modality")
+    if data is not None and modality is not None and data.cls.modality != modality.name:
+        problems.append(f"data.name: data set {data.name!r} is {data.cls.modality!r} data, "
+                        f"but the recipe's modality is {modality.name!r}")
+
+    tok = comps.get("tokenizer")
+    train = get("train") if isinstance(get("train"), dict) else {}
+    tok_train = _train_config([("train.tokenizer", train.get("tokenizer") or {})],
+                              getattr(tok.cls, "train_defaults", {}) if tok else {}, problems)
+    sample = get("sample") if isinstance(get("sample"), dict) else {}
+    common_options = {k: v for k, v in sample.items() if k not in SampleSection.model_fields}
+    priors: dict[str, PriorSpec] = {}
+    raw_priors = get("priors")
+    for key, value in (raw_priors.items() if isinstance(raw_priors, dict) else []):
+        path = f"priors.{key}"
+        if not isinstance(key, str) or not key.replace("-", "").replace("_", "").isalnum():
+            problems.append(f"{path}: prior keys are letters, digits, '-' and '_' (got {key!r})")
+            continue
+        comp, extra = _component("prior", value, path, plugins, problems, PRIOR_RESERVED)
+        if comp is None:
+            continue
+        tcfg = _train_config([("train.prior", train.get("prior") or {}),
+                              (f"{path}.train", extra.get("train") or {})],
+                             getattr(comp.cls, "train_defaults", {}), problems)
+        options_model = schema.signature_model(comp.cls.sample, SAMPLE_INJECTED)
+        for k in common_options:
+            if k not in options_model.model_fields:
+                problems.append(f"sample.{k}: not a sampling option of prior {key!r} "
+                                f"({comp.name}: {', '.join(options_model.model_fields) or 'none'})")
+        own = extra.get("sample") or {}
+        if not isinstance(own, dict):
+            problems.append(f"{path}.sample: must be a mapping (got {own!r})")
+            own = {}
+        chosen = {k: v for k, v in common_options.items() if k in options_model.model_fields}
+        options, errs = schema.validate(options_model, {**chosen, **own}, f"{path}.sample")
+        problems.extend(errs)
+        if tcfg is not None and options is not None:
+            priors[key] = PriorSpec("prior", comp.name, comp.params, comp.cls, tcfg, options)
+
+    if problems:
+        raise RecipeError(source, problems)
+    assert resolved_top is not None and tok_train is not None
+    top_model = RecipeModel.model_validate(top)
+    recipe = Recipe(
+        name=top_model.name, description=top_model.description, seed=top_model.seed,
+        modality=comps["modality"], data=comps["data"], tokenizer=comps["tokenizer"],
+        decoder=comps["decoder"], priors=priors, tokenizer_train=tok_train,
+        train_prior=dict(train.get("prior") or {}),
+        sample=SampleSection(**{k: v for k, v in sample.items()
+                                if k in SampleSection.model_fields}),
+        evaluate=top_model.evaluate, plugins=top_model.plugins, device=top_model.device,
+        precision=top_model.precision, source=source)
+    recipe.sample = SampleSection.model_validate({**recipe.sample.model_dump(), **common_options})
+    _dry_build(recipe, problems)
+    if problems:
+        raise RecipeError(source, problems)
+    return recipe
+
+
+def _dry_build(recipe: Recipe, problems: list[str]) -> None:
+    """Construct every component once (cheap) so that errors only a constructor can see -
+    an input size the tokenizer cannot downsample, a data folder that is missing - are found
+    before any work starts."""
+    try:
+        dataset = recipe.data.cls(**recipe.data.params)
+        info: DataInfo = dataset.info()
+    except (UserError, ValueError, TypeError, OSError) as exc:
+        problems.append(f"data: {exc}")
+        return
+    try:
+        modality = recipe.modality.cls(info=info, **recipe.modality.params)
+        tokenizer = recipe.tokenizer.cls(input_shape=modality.model_shape(),
+                                         **recipe.tokenizer.params)
+    except (UserError, ValueError, TypeError) as exc:
+        problems.append(f"tokenizer: {exc}")
+        return
+    spec = TokenSpec(tuple(tokenizer.grid_shape), int(tokenizer.codebook_size), info.n_classes)
+    for key, p in recipe.priors.items():
+        try:
+            p.cls(spec=spec, **p.params)
+        except (UserError, ValueError, TypeError) as exc:
+            problems.append(f"priors.{key}: {exc}")
+
+
+def load(path: str | Path, overrides: list[str] = (), plugin_files: list[str] = (),
+         plugins: Plugins | None = None) -> tuple[Recipe, Plugins]:
+    """Read, override, load the plugins it names, and validate: the one entry point for a
+    recipe on disk."""
+    from .plugins import load_plugins, require_files_loaded
+
+    raw = apply_overrides(read_recipe(path), list(overrides))
+    files = list(plugin_files)
+    named = raw.get("plugins")
+    if isinstance(named, list):
+        files += [p for p in named if isinstance(p, str)]
+    if plugins is None:
+        plugins = load_plugins(files)
+    require_files_loaded(plugins, files)
+    return resolve(raw, plugins, str(path)), plugins

@@ -1,0 +1,283 @@
+"""One trainer for tokenizers and priors alike.
+
+AdamW, linear warm-up then cosine decay, gradient clipping, an optional EMA of the weights,
+bf16 autocast where it is fast, a progress bar with loss and it/s, and periodic checkpoints from
+which an interrupted run (Ctrl-C, SIGTERM, or a kill) resumes to exactly the result it would have
+reached uninterrupted: batches are a pure function of (seed, step) and RNG state is saved.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from . import storage
+from .runtime import autocast
+
+
+class TrainConfig(BaseModel):
+    """The `train.tokenizer`, `train.prior` and `priors.<key>.train` recipe sections."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(1000, gt=0, description="optimizer steps")
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(3e-4, gt=0, description="peak learning rate")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="final lr as a fraction of peak")
+    warmup_steps: int = Field(100, ge=0)
+    weight_decay: float = Field(0.01, ge=0, description="AdamW decay of matrices only")
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm; null: none")
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="EMA of weights; null: none")
+    checkpoint_every_s: float = Field(30.0, gt=0, description="seconds between checkpoints")
+
+
+class Trainable(Protocol):
+    def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]: ...
+
+
+class Batches:
+    """Shuffled mini-batches from arrays of equal length (tensors or memory-mapped numpy).
+
+    The batch at step `s` depends only on (seed, s): epoch e is a permutation drawn from
+    `seed + e`, so resuming at any step needs no sampler state."""
+
+    def __init__(self, arrays: Mapping[str, Any], batch_size: int, seed: int):
+        lengths = {len(a) for a in arrays.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"arrays differ in length: { {k: len(a) for k, a in arrays.items()} }")
+        self.arrays = dict(arrays)
+        self.n = lengths.pop()
+        if self.n == 0:
+            raise ValueError("no training examples")
+        self.batch_size = batch_size
+        self.seed = seed
+        self._perm_epoch = -1
+        self._perm = np.empty(0, dtype=np.int64)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            self._perm_epoch = epoch
+        return self._perm
+
+    def indices(self, step: int) -> np.ndarray:
+        start = step * self.batch_size
+        out = []
+        while len(out) < self.batch_size:
+            epoch, pos = divmod(start + len(out), self.n)
+            take = min(self.batch_size - len(out), self.n - pos)
+            out.extend(self._permutation(epoch)[pos:pos + take])
+        return np.asarray(out)
+
+    def batch(self, step: int, device: torch.device) -> dict[str, Tensor]:
+        idx = np.sort(self.indices(step))  # sorted reads are friendlier to memory maps
+        out = {}
+        for k, a in self.arrays.items():
+            if isinstance(a, Tensor):
+                t = a[torch.from_numpy(idx)]
+            else:
+                t = torch.from_numpy(np.ascontiguousarray(a[idx]))
+                if not t.is_floating_point():
+                    t = t.long()  # memory maps store tokens compactly (int16)
+            out[k] = t.to(device, non_blocking=True)
+        return out
+
+
+class EMA:
+    """Exponential moving average of a module's floating-point parameters."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: p.detach().clone().float() for k, p in module.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, module: nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))  # short warm-up of the decay
+        for k, p in module.named_parameters():
+            self.shadow[k].lerp_(p.detach().float(), 1 - d)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.shadow
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.shadow = {k: v.clone().float() for k, v in state.items()}
+
+    @torch.no_grad()
+    def copy_to(self, module: nn.Module) -> None:
+        for k, p in module.named_parameters():
+            p.copy_(self.shadow[k].to(p.dtype))
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to `lr`, then cosine decay to `lr * min_lr_ratio` at the last step."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for p in module.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in module.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    wall_time_s: float  # across resumes
+    final_loss: float
+    losses: list[tuple[int, float]]  # (step, mean loss over the preceding log interval)
+    resumed_from: int | None = None
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+class Trainer:
+    """Train a module on `Batches`, checkpointing into `workdir/checkpoint/`."""
+
+    LOG_EVERY = 10
+
+    def __init__(self, cfg: TrainConfig, *, device: torch.device, precision: str, seed: int,
+                 workdir: Path | None = None, fingerprint: str = "", desc: str = "train",
+                 progress: bool = True):
+        self.cfg = cfg
+        self.device = device
+        self.precision = precision
+        self.seed = seed
+        self.workdir = Path(workdir) if workdir is not None else None
+        self.fingerprint = fingerprint
+        self.desc = desc
+        self.progress = progress
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    @property
+    def ckpt_dir(self) -> Path | None:
+        return self.workdir / "checkpoint" if self.workdir is not None else None
+
+    def _save(self, module: nn.Module, opt: torch.optim.Optimizer, ema: EMA | None, step: int,
+              losses: list[tuple[int, float]], elapsed: float) -> None:
+        if self.ckpt_dir is None:
+            return
+        tmp = self.ckpt_dir.with_name("checkpoint.tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        storage.save_weights(tmp / "model.safetensors", module.state_dict())
+        if ema is not None:
+            storage.save_weights(tmp / "ema.safetensors", ema.state_dict())
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        storage.save_state(tmp / "optimizer.pt", {"optimizer": opt.state_dict(), "rng": rng})
+        storage.write_json(tmp / "trainer.json", {"step": step, "fingerprint": self.fingerprint,
+                                                  "elapsed_s": elapsed, "losses": losses})
+        storage.replace_dir(tmp, self.ckpt_dir)
+
+    def _find_checkpoint(self) -> Path | None:
+        if self.ckpt_dir is None:
+            return None
+        for d in (self.ckpt_dir, self.ckpt_dir.with_name("checkpoint.old")):
+            if (d / "trainer.json").is_file():
+                meta = storage.read_json(d / "trainer.json")
+                if meta.get("fingerprint") == self.fingerprint:
+                    return d
+        return None
+
+    def _load(self, d: Path, module: nn.Module, opt: torch.optim.Optimizer,
+              ema: EMA | None) -> tuple[int, list[tuple[int, float]], float]:
+        module.load_state_dict(storage.load_weights(d / "model.safetensors"))
+        if ema is not None:
+            ema.load_state_dict(storage.load_weights(d / "ema.safetensors"))
+        state = storage.load_state(d / "optimizer.pt")
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        meta = storage.read_json(d / "trainer.json")
+        return int(meta["step"]), [tuple(x) for x in meta["losses"]], float(meta["elapsed_s"])
+
+    def clear_checkpoint(self) -> None:
+        if self.ckpt_dir is not None:
+            for name in ("checkpoint", "checkpoint.old", "checkpoint.tmp"):
+                shutil.rmtree(self.ckpt_dir.with_name(name), ignore_errors=True)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def fit(self, module: nn.Module, batches: Batches) -> TrainResult:
+        cfg = self.cfg
+        module.to(self.device)
+        torch.manual_seed(self.seed)
+        opt = make_optimizer(module, cfg)
+        ema = EMA(module, cfg.ema_decay) if cfg.ema_decay else None
+        step, losses, elapsed, resumed_from = 0, [], 0.0, None
+        found = self._find_checkpoint()
+        if found is not None:
+            step, losses, elapsed = self._load(found, module, opt, ema)
+            resumed_from = step
+        module.train()
+        bar = tqdm(total=cfg.steps, initial=step, desc=self.desc, unit="step", leave=True,
+                   dynamic_ncols=True, disable=not self.progress, file=sys.stderr,
+                   mininterval=0.5 if sys.stderr.isatty() else 10.0)
+        if resumed_from is not None:
+            bar.write(f"{self.desc}: resuming from step {step}")
+        window: list[float] = []
+        logs: dict[str, float] = {}
+        last_ckpt = time.monotonic()
+        t0 = time.monotonic()
+        try:
+            while step < cfg.steps:
+                batch = batches.batch(step, self.device)
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step, cfg)
+                with autocast(self.device, self.precision):
+                    loss, logs = module.training_loss(batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"{self.desc}: loss is {loss.item()} at step {step}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+                opt.step()
+                if ema is not None:
+                    ema.update(module, step)
+                step += 1
+                window.append(loss.item())
+                if step % self.LOG_EVERY == 0 or step == cfg.steps:
+                    losses.append((step, float(np.mean(window))))
+                    bar.set_postfix(loss=f"{losses[-1][1]:.4f}", refresh=False)
+                    window = []
+                bar.update(1)
+                if time.monotonic() - last_ckpt > cfg.checkpoint_every_s and step < cfg.steps:
+                    self._save(module, opt, ema, step, losses, elapsed + time.monotonic() - t0)
+                    last_ckpt = time.monotonic()
+        except KeyboardInterrupt:
+            bar.close()
+            self._save(module, opt, ema, step, losses, elapsed + time.monotonic() - t0)
+            print(f"{self.desc}: interrupted at step {step}; checkpoint saved, run again to resume",
+                  file=sys.stderr)
+            raise
+        finally:
+            bar.close()
+        elapsed += time.monotonic() - t0
+        if ema is not None:
+            ema.copy_to(module)
+        module.eval()
+        return TrainResult(steps=step, wall_time_s=elapsed,
+                           final_loss=losses[-1][1] if losses else float("nan"),
+                           losses=losses, resumed_from=resumed_from,
+                           logs={k: float(v) for k, v in logs.items()})

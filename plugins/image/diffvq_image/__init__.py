@@ -1,0 +1,1 @@
+"""Image modality for diffvq: PNG grid galleries, PSNR, and image data sets."""
