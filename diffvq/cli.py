@@ -24,11 +24,19 @@ KIND_ALIASES = {"modalities": "modality", "datasets": "dataset", "data": "datase
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
-    common.add_argument("-p", "--plugin", action="append", default=[], metavar="FILE",
-                        help="load a local plugin file (repeatable)")
-    parser = argparse.ArgumentParser(prog="diffvq", parents=[common],
+    def options(sub: bool) -> argparse.ArgumentParser:
+        # options work before or after the command; in sub-commands they must not reset the
+        # value given before it, hence SUPPRESS as their default there
+        p = argparse.ArgumentParser(add_help=False)
+        p.add_argument("--debug", action="store_true",
+                       default=argparse.SUPPRESS if sub else False, help="show tracebacks")
+        p.add_argument("-p", "--plugin", action="append", metavar="FILE",
+                       default=argparse.SUPPRESS if sub else [],
+                       help="load a local plugin file (repeatable)")
+        return p
+
+    common = options(sub=True)
+    parser = argparse.ArgumentParser(prog="diffvq", parents=[options(sub=False)],
                                      description="Discrete generative modelling: VQ tokenizers, "
                                                  "autoregressive and diffusion priors.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -139,8 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.debug:
         os.environ["DIFFVQ_DEBUG"] = "1"
-    signal.signal(signal.SIGTERM, _on_sigterm)
     commands = {"run": cmd_run, "validate": cmd_validate, "plugins": cmd_plugins, "ls": cmd_ls}
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return commands[args.command](args)
     except UserError as exc:
@@ -153,3 +161,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("diffvq: interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -19,6 +19,8 @@ class RecipeError(UserError):
     def __init__(self, source: str, problems: list[str]):
         self.source = source
         self.problems = problems
-        noun = "problem" if len(problems) == 1 else "problems"
-        lines = [f"{source}: {len(problems)} {noun}"] + [f"  - {p}" for p in problems]
-        super().__init__("\n".join(lines))
+        if len(problems) == 1:
+            super().__init__(f"{source}: {problems[0]}")
+        else:
+            lines = [f"{source}: {len(problems)} problems"] + [f"  - {p}" for p in problems]
+            super().__init__("\n".join(lines))

@@ -352,7 +352,8 @@ def _dry_build(recipe: Recipe, problems: list[str]) -> None:
         dataset = recipe.data.cls(**recipe.data.params)
         info: DataInfo = dataset.info()
     except (UserError, ValueError, TypeError, OSError) as exc:
-        problems.append(f"data: {exc}")
+        msg = str(exc)
+        problems.append(msg if msg.startswith("data") else f"data: {msg}")
         return
     try:
         modality = recipe.modality.cls(info=info, **recipe.modality.params)

@@ -234,7 +234,7 @@ class Trainer:
                    dynamic_ncols=True, disable=not self.progress, file=sys.stderr,
                    mininterval=0.5 if sys.stderr.isatty() else 10.0)
         if resumed_from is not None:
-            bar.write(f"{self.desc}: resuming from step {step}")
+            print(f"{self.desc}: resuming from step {step}", file=sys.stderr, flush=True)
         window: list[float] = []
         logs: dict[str, float] = {}
         last_ckpt = time.monotonic()

@@ -138,7 +138,7 @@ class VQVAE(nn.Module):
         counts = torch.bincount(idx.flatten(), minlength=self.codebook_size).float()
         p = counts / counts.sum()
         perplexity = torch.exp(-(p[p > 0] * p[p > 0].log()).sum())
-        return rec + commit, {"recon": rec.item(), "commit": float(commit),
+        return rec + commit, {"recon": rec.item(), "commit": commit.item(),
                               "perplexity": perplexity.item()}
 
     @torch.no_grad()

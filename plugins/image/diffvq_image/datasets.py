@@ -40,16 +40,17 @@ def _resize(x: Tensor, size: int | None) -> Tensor:
 def split_per_class(labels: np.ndarray, test_fraction: float, seed: int = 0
                     ) -> dict[str, np.ndarray]:
     """Indices of a stratified train/test split, reproducible from `seed`: each class gives
-    round(test_fraction * n) examples (at least one when it has two or more) to the test set."""
+    round(test_fraction * n) examples to the test set (at least one when it has two or more and
+    test_fraction > 0)."""
     rng = np.random.default_rng(seed)
     train, test = [], []
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         idx = idx[rng.permutation(len(idx))]
         k = int(round(test_fraction * len(idx)))
-        if len(idx) >= 2:
+        if test_fraction > 0 and len(idx) >= 2:
             k = min(max(k, 1), len(idx) - 1)
-        else:
+        elif len(idx) < 2:
             k = 0
         test.append(idx[:k])
         train.append(idx[k:])

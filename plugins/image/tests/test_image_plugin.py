@@ -1,0 +1,148 @@
+"""The image modality and its data sets."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffvq.errors import UserError
+from diffvq.interfaces import DataInfo
+from diffvq_image.datasets import Digits, FashionMnist, ImageFolder, Mnist, read_idx, split_per_class
+from diffvq_image.modality import ImageModality
+
+
+def test_mnist_ships_5000_digits_split_per_class():
+    d = Mnist()
+    assert d.info().shape == (1, 28, 28) and d.info().n_classes == 10
+    x, y = d.load("test")
+    assert x.shape == (500, 1, 28, 28) and 0 <= x.min() and x.max() <= 1
+    assert torch.bincount(y).tolist() == [50] * 10
+    xt, _ = d.load("train")
+    assert len(xt) == 4500
+    assert Mnist(size=32).load("test")[0].shape == (500, 1, 32, 32)
+
+
+def test_digits_are_small_and_labelled():
+    x, y = Digits().load("train")
+    assert x.shape[1:] == (1, 8, 8) and len(x) == len(y) > 1500
+    assert set(y.tolist()) == set(range(10))
+
+
+def test_split_is_stratified_disjoint_and_reproducible():
+    labels = np.repeat(np.arange(3), [10, 5, 2])
+    s = split_per_class(labels, 0.2, seed=3)
+    assert set(s["train"]).isdisjoint(s["test"])
+    assert len(s["train"]) + len(s["test"]) == 17
+    assert sorted(labels[s["test"]].tolist()) == [0, 0, 1, 2]
+    assert np.array_equal(split_per_class(labels, 0.2, seed=3)["test"], s["test"])
+
+
+def write_idx(path: Path, arr: np.ndarray) -> None:
+    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_reads_idx_files_and_explains_when_missing(tmp_path):
+    with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
+        FashionMnist(root=str(tmp_path)).info()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("test", 6)):
+        img, lab = FashionMnist.FILES[split]
+        write_idx(tmp_path / img, rng.integers(0, 256, (n, 28, 28)))
+        write_idx(tmp_path / lab, np.arange(n) % 10)
+    d = FashionMnist(root=str(tmp_path), train_limit=8)
+    x, y = d.load("train")
+    assert x.shape == (8, 1, 28, 28) and y.tolist() == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert d.info().class_names[9] == "Ankle boot"
+    (tmp_path / "bad.gz").write_bytes(b"nope")
+    with pytest.raises(UserError, match="cannot read IDX file"):
+        read_idx(tmp_path / "bad.gz")
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian package dataset-fashion-mnist not installed")
+def test_installed_fashion_mnist():
+    x, y = FashionMnist(test_limit=100).load("test")
+    assert x.shape == (100, 1, 28, 28) and y.max() <= 9
+
+
+def make_folder(root: Path) -> None:
+    """Four kinds of PNG and a JPG, in two classes."""
+    (root / "cats").mkdir(parents=True)
+    (root / "dogs").mkdir()
+    Image.new("L", (16, 16), 200).save(root / "cats" / "gray.png")
+    Image.new("RGB", (16, 16), (255, 0, 0)).save(root / "cats" / "rgb.jpg")
+    Image.new("RGBA", (16, 16), (0, 255, 0, 0)).save(root / "dogs" / "transparent.png")
+    Image.new("P", (16, 16), 3).save(root / "dogs" / "palette.png")
+    Image.new("RGB", (16, 16), (0, 0, 255)).save(root / "dogs" / "blue.png")
+    (root / "dogs" / "notes.txt").write_text("not an image, ignored")
+
+
+def test_folder_handles_modes_and_classes(tmp_path):
+    make_folder(tmp_path)
+    d = ImageFolder(path=str(tmp_path), channels=3, test_fraction=0.0)
+    info = d.info()
+    assert info.class_names == ("cats", "dogs") and info.shape == (3, 16, 16)
+    x, y = d.load("train")
+    assert x.shape == (5, 3, 16, 16) and y.tolist() == [0, 0, 1, 1, 1]
+    transparent = x[4]  # sorted: blue, palette, transparent
+    assert torch.allclose(transparent, torch.zeros_like(transparent))  # composited over black
+    white = ImageFolder(path=str(tmp_path), background="white", test_fraction=0.0).load("train")[0]
+    assert torch.allclose(white[4], torch.ones_like(white[4]))
+    gray = ImageFolder(path=str(tmp_path), channels=1, size=8).load("train")[0]
+    assert gray.shape[1:] == (1, 8, 8)
+
+
+def test_folder_errors_name_the_file(tmp_path):
+    make_folder(tmp_path)
+    (tmp_path / "dogs" / "broken.png").write_bytes(b"garbage")
+    with pytest.raises(UserError, match=r"cannot read image .*broken\.png"):
+        ImageFolder(path=str(tmp_path), test_fraction=0.0).load("train")
+    (tmp_path / "dogs" / "broken.png").unlink()
+    Image.new("L", (20, 20)).save(tmp_path / "dogs" / "big.png")
+    with pytest.raises(UserError, match="set data.size to resize"):
+        ImageFolder(path=str(tmp_path), test_fraction=0.0).load("train")
+    with pytest.raises(UserError, match="not a folder"):
+        ImageFolder(path=str(tmp_path / "missing")).info()
+    (tmp_path / "stray.png").write_bytes(b"")
+    with pytest.raises(UserError, match="both images"):
+        ImageFolder(path=str(tmp_path)).info()
+
+
+def test_unlabelled_folder(tmp_path):
+    for i in range(3):
+        Image.new("L", (8, 8), i * 50).save(tmp_path / f"{i}.png")
+    d = ImageFolder(path=str(tmp_path), channels=1, test_fraction=0.34)
+    assert d.info().class_names == ()
+    assert len(d.load("train")[0]) == 2 and len(d.load("test")[0]) == 1
+
+
+def test_folder_fingerprint_changes_with_content(tmp_path):
+    make_folder(tmp_path)
+    before = ImageFolder(path=str(tmp_path)).fingerprint()
+    Image.new("L", (16, 16), 1).save(tmp_path / "cats" / "new.png")
+    assert ImageFolder(path=str(tmp_path)).fingerprint() != before
+
+
+def test_modality_round_trip_psnr_and_gallery(tmp_path):
+    info = DataInfo("image", (1, 8, 8), ("a", "b"))
+    m = ImageModality(info, gallery_scale=2, gallery_columns=3)
+    x = torch.rand(5, 1, 8, 8)
+    assert torch.allclose(m.from_model(m.to_model(x)), x, atol=1e-6)
+    assert m.reconstruction_metrics(x, x)["psnr_db"] > 90
+    noisy = (x + 0.1).clamp(0, 1)
+    assert 15 < m.reconstruction_metrics(x, noisy)["psnr_db"] < 25
+    files = m.write_gallery(x, torch.tensor([0, 0, 0, 0, 1]), tmp_path, title="t")
+    img = Image.open(files[0])
+    assert files[0].name == "grid.png" and img.mode == "RGB"
+    # class a wraps onto two rows of 3, class b has one: three rows of 16-pixel cells
+    assert img.height >= 3 * 16 and img.width >= 3 * 16
+    with pytest.raises(ValueError, match="C in"):
+        ImageModality(DataInfo("image", (2, 8, 8)))

@@ -1,0 +1,49 @@
+"""Shared fixtures: a tiny recipe on scikit-learn's 8x8 digits that runs end to end in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from diffvq.plugins import Plugins, load_plugins
+
+TINY: dict[str, Any] = {
+    "name": "tiny",
+    "seed": 0,
+    "modality": "image",
+    "data": {"name": "digits"},
+    "tokenizer": {"name": "vqvae", "codebook_size": 32, "codebook_dim": 8, "downsample": 2,
+                  "channels": 8, "n_res_blocks": 0},
+    "priors": {"gpt": {"name": "autoregressive", "n_layer": 1, "n_head": 2, "n_embd": 32}},
+    "train": {"tokenizer": {"steps": 40, "batch_size": 32, "warmup_steps": 5},
+              "prior": {"steps": 40, "batch_size": 32, "warmup_steps": 5}},
+    "sample": {"n_per_class": 2},
+    "precision": "fp32",
+}
+
+
+@pytest.fixture(scope="session")
+def plugins() -> Plugins:
+    return load_plugins()
+
+
+@pytest.fixture
+def write_recipe(tmp_path: Path):
+    """Write a recipe mapping (or raw text) to a YAML file and return its path."""
+
+    def write(content: dict[str, Any] | str, name: str = "recipe.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def tiny() -> dict[str, Any]:
+    import copy
+
+    return copy.deepcopy(TINY)
