@@ -144,7 +144,14 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # overrides may come before or after options (`run r.yaml --quiet seed=1`): argparse stops
+    # collecting positionals at the first option, so gather the rest here
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command not in ("run", "validate") or any(a.startswith("-") for a in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     if args.debug:
         os.environ["DIFFVQ_DEBUG"] = "1"
     commands = {"run": cmd_run, "validate": cmd_validate, "plugins": cmd_plugins, "ls": cmd_ls}

@@ -25,16 +25,19 @@ _CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 _DECONV = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d}
 
 
-def _norm(ch: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(8, ch // 4) or 1, ch)
+Norm = Literal["group", "none"]
+
+
+def _norm(ch: int, norm: Norm) -> nn.Module:
+    return nn.GroupNorm(min(8, ch // 4) or 1, ch) if norm == "group" else nn.Identity()
 
 
 class ResBlock(nn.Module):
-    def __init__(self, ch: int, dims: int):
+    def __init__(self, ch: int, dims: int, norm: Norm):
         super().__init__()
         conv = _CONV[dims]
-        self.body = nn.Sequential(_norm(ch), nn.SiLU(), conv(ch, ch, 3, padding=1),
-                                  _norm(ch), nn.SiLU(), conv(ch, ch, 3, padding=1))
+        self.body = nn.Sequential(_norm(ch, norm), nn.SiLU(), conv(ch, ch, 3, padding=1),
+                                  _norm(ch, norm), nn.SiLU(), conv(ch, ch, 3, padding=1))
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
@@ -47,15 +50,15 @@ def _widths(channels: int, levels: int) -> list[int]:
 
 class Encoder(nn.Module):
     def __init__(self, in_ch: int, channels: int, levels: int, n_res: int, out_dim: int,
-                 dims: int):
+                 dims: int, norm: Norm):
         super().__init__()
         conv, w = _CONV[dims], _widths(channels, levels)
         layers: list[nn.Module] = [conv(in_ch, w[0], 3, padding=1)]
         for i in range(levels):
-            layers += [ResBlock(w[i], dims) for _ in range(n_res)]
+            layers += [ResBlock(w[i], dims, norm) for _ in range(n_res)]
             layers.append(conv(w[i], w[i + 1], 4, stride=2, padding=1))
-        layers += [ResBlock(w[-1], dims) for _ in range(n_res)]
-        layers += [_norm(w[-1]), nn.SiLU(), conv(w[-1], out_dim, 1)]
+        layers += [ResBlock(w[-1], dims, norm) for _ in range(n_res)]
+        layers += [_norm(w[-1], norm), nn.SiLU(), conv(w[-1], out_dim, 1)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -64,15 +67,15 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
     def __init__(self, out_ch: int, channels: int, levels: int, n_res: int, in_dim: int,
-                 dims: int):
+                 dims: int, norm: Norm):
         super().__init__()
         conv, deconv, w = _CONV[dims], _DECONV[dims], _widths(channels, levels)
         layers: list[nn.Module] = [conv(in_dim, w[-1], 3, padding=1)]
-        layers += [ResBlock(w[-1], dims) for _ in range(n_res)]
+        layers += [ResBlock(w[-1], dims, norm) for _ in range(n_res)]
         for i in reversed(range(levels)):
             layers.append(deconv(w[i + 1], w[i], 4, stride=2, padding=1))
-            layers += [ResBlock(w[i], dims) for _ in range(n_res)]
-        layers += [_norm(w[0]), nn.SiLU(), conv(w[0], out_ch, 3, padding=1)]
+            layers += [ResBlock(w[i], dims, norm) for _ in range(n_res)]
+        layers += [_norm(w[0], norm), nn.SiLU(), conv(w[0], out_ch, 3, padding=1)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -92,6 +95,7 @@ class VQVAE(nn.Module):
                  downsample: Annotated[int, Field(gt=0)] = 4,
                  channels: Annotated[int, Field(gt=0)] = 32,
                  n_res_blocks: Annotated[int, Field(ge=0)] = 1,
+                 norm: Norm = "group",
                  commitment_weight: Annotated[float, Field(ge=0)] = 0.25,
                  codebook_decay: Annotated[float, Field(gt=0, lt=1)] = 0.9,
                  kmeans_init: bool = True,
@@ -113,8 +117,8 @@ class VQVAE(nn.Module):
         self.codebook_size = codebook_size
         self.grid_shape = tuple(s // downsample for s in spatial)
         self.recon_loss = recon_loss
-        self.encoder = Encoder(in_ch, channels, levels, n_res_blocks, codebook_dim, dims)
-        self.decoder = Decoder(in_ch, channels, levels, n_res_blocks, codebook_dim, dims)
+        self.encoder = Encoder(in_ch, channels, levels, n_res_blocks, codebook_dim, dims, norm)
+        self.decoder = Decoder(in_ch, channels, levels, n_res_blocks, codebook_dim, dims, norm)
         self.quantizer = VectorQuantize(
             dim=codebook_dim, codebook_size=codebook_size, decay=codebook_decay,
             kmeans_init=kmeans_init, kmeans_iters=10, threshold_ema_dead_code=dead_code_threshold,
