@@ -154,15 +154,25 @@ class Run:
             return done
         stage.path.unlink(missing_ok=True)
         if out_dir is not None and out_dir.exists():
-            ckpt = out_dir / "checkpoint" / "trainer.json"
-            keep = ckpt.is_file() and json.loads(ckpt.read_text()).get("fingerprint") == fp
-            if not keep:
+            if not self._has_checkpoint(out_dir, fp):
                 shutil.rmtree(out_dir)
         t0 = time.monotonic()
         info = work()
         info["stage_wall_time_s"] = round(time.monotonic() - t0, 3)
         stage.finish(info)
         return info
+
+    @staticmethod
+    def _has_checkpoint(out_dir: Path, fp: str) -> bool:
+        """Whether `out_dir` holds an interrupted training of this very fingerprint."""
+        for name in ("checkpoint", "checkpoint.old"):
+            try:
+                meta = json.loads((out_dir / name / "trainer.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if meta.get("fingerprint") == fp:
+                return True
+        return False
 
     def _trainer(self, cfg: TrainConfig, workdir: Path, fp: str, seed: int, desc: str) -> Trainer:
         return Trainer(cfg, device=self.device, precision=self.precision, seed=seed,

@@ -377,10 +377,12 @@ def load(path: str | Path, overrides: list[str] = (), plugin_files: list[str] = 
     from .plugins import load_plugins, require_files_loaded
 
     raw = apply_overrides(read_recipe(path), list(overrides))
-    files = list(plugin_files)
-    named = raw.get("plugins")
-    if isinstance(named, list):
-        files += [p for p in named if isinstance(p, str)]
+    named = raw.get("plugins") if isinstance(raw.get("plugins"), list) else []
+    files = [p for p in named if isinstance(p, str)]
+    extra = [str(Path(f).resolve()) for f in plugin_files if str(Path(f).resolve()) not in files]
+    if extra:  # plugins given on the command line are recorded with the resolved recipe
+        raw["plugins"] = [*named, *extra]
+        files += extra
     if plugins is None:
         plugins = load_plugins(files)
     require_files_loaded(plugins, files)

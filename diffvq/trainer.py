@@ -8,6 +8,7 @@ reached uninterrupted: batches are a pure function of (seed, step) and RNG state
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import sys
@@ -193,10 +194,12 @@ class Trainer:
         if self.ckpt_dir is None:
             return None
         for d in (self.ckpt_dir, self.ckpt_dir.with_name("checkpoint.old")):
-            if (d / "trainer.json").is_file():
-                meta = storage.read_json(d / "trainer.json")
-                if meta.get("fingerprint") == self.fingerprint:
-                    return d
+            try:
+                meta = json.loads((d / "trainer.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                continue  # absent, or a checkpoint that never finished writing
+            if meta.get("fingerprint") == self.fingerprint:
+                return d
         return None
 
     def _load(self, d: Path, module: nn.Module, opt: torch.optim.Optimizer,

