@@ -3,6 +3,7 @@ through the registry - never by unpickling code."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,40 @@ from .interfaces import TokenSpec
 from .registry import Registry
 
 
+def wants_codebook(cls: type) -> bool:
+    """Whether a prior's constructor takes the tokenizer's codebook vectors."""
+    return "codebook" in inspect.signature(cls.__init__).parameters
+
+
+def build_prior(cls: type, spec: TokenSpec, params: dict[str, Any],
+                codebook: torch.Tensor | None = None) -> nn.Module:
+    """Construct a prior, handing it the codebook `[K, D]` only if it asks for one."""
+    if not wants_codebook(cls):
+        return cls(spec=spec, **params)
+    if codebook is None:
+        raise ValueError(f"prior {cls.name!r} works on codebook vectors, and this tokenizer "
+                         f"has none (it needs a codebook() method)")
+    return cls(spec=spec, codebook=codebook, **params)
+
+
 def _encode_injected(injected: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for k, v in injected.items():
-        out[k] = v.to_dict() if isinstance(v, TokenSpec) else (list(v) if isinstance(v, tuple) else v)
+        if isinstance(v, torch.Tensor):  # the tensor is in the weights; keep its shape
+            out[f"{k}_shape"] = list(v.shape)
+        elif isinstance(v, TokenSpec):
+            out[k] = v.to_dict()
+        else:
+            out[k] = list(v) if isinstance(v, tuple) else v
     return out
 
 
 def _decode_injected(kind: str, injected: dict[str, Any]) -> dict[str, Any]:
     if kind == "prior":
-        return {"spec": TokenSpec.from_dict(injected["spec"])}
+        out: dict[str, Any] = {"spec": TokenSpec.from_dict(injected["spec"])}
+        if "codebook_shape" in injected:  # placeholder; load_state_dict fills in the values
+            out["codebook"] = torch.zeros(injected["codebook_shape"])
+        return out
     if kind == "tokenizer":
         return {"input_shape": tuple(injected["input_shape"])}
     return dict(injected)

@@ -141,12 +141,14 @@ class Tokenizer(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class NLL:
-    """Held-out negative log-likelihood in bits per token, and whether it is exact or a bound."""
+@runtime_checkable
+class HasCodebook(Protocol):
+    """Optional for tokenizers: the codebook vectors, for priors that work on them (continuous
+    latent diffusion). The token cache stores them beside the tokens."""
 
-    bits_per_token: float | None
-    kind: LikelihoodKind
+    def codebook(self) -> Tensor:
+        """`[K, D]` float, row k the vector that token k stands for."""
+        ...
 
 
 @runtime_checkable
@@ -176,6 +178,11 @@ class Prior(Protocol):
         """Network evaluations one `sample` call costs with these options."""
         ...
 
+    def check_options(self, **options: Any) -> None:
+        """Raise ValueError for sampling options this prior cannot honour (more steps than
+        tokens, say); called before any work starts."""
+        ...
+
 
 @runtime_checkable
 class Decoder(Protocol):
@@ -202,7 +209,7 @@ INJECTED: dict[str, frozenset[str]] = {
     "modality": frozenset({"info"}),
     "dataset": frozenset(),
     "tokenizer": frozenset({"input_shape"}),
-    "prior": frozenset({"spec"}),
+    "prior": frozenset({"spec", "codebook"}),  # codebook: only for priors that ask for it
     "decoder": frozenset({"modality", "tokenizer"}),
 }
 

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from . import storage, tokencache
-from .components import load_component, save_component
+from .components import build_prior, load_component, save_component, wants_codebook
 from .errors import UserError
-from .interfaces import DataInfo, TokenSpec
+from .interfaces import DataInfo, HasCodebook, TokenSpec
 from .nn.transformer import count_parameters
 from .plugins import Plugins
 from .provenance import environment
@@ -125,11 +125,13 @@ class Run:
         self.fp_tokens = fingerprint(self.fp_tokenizer, "tokens-v1")
         self.fp_prior = {k: fingerprint(self.fp_tokens, p.name, p.params, _train_fp(p.train),
                                         r.seed, self.precision) for k, p in r.priors.items()}
-        self.fp_samples = {k: fingerprint(self.fp_prior[k], p.sample, r.sample.n_per_class,
-                                          r.sample.batch_size, r.decoder.to_dict(), r.seed,
-                                          self.precision) for k, p in r.priors.items()}
-        self.fp_metrics = fingerprint(self.fp_tokens, self.fp_prior, self.fp_samples,
-                                      r.evaluate.model_dump(), "metrics-v1")
+        self.fp_samples = {(k, name): fingerprint(self.fp_prior[k], options, r.sample.n_per_class,
+                                                  r.sample.batch_size, r.decoder.to_dict(), r.seed,
+                                                  self.precision)
+                           for k, p in r.priors.items() for name, options in p.variants}
+        self.fp_metrics = fingerprint(self.fp_tokens, self.fp_prior,
+                                      sorted(self.fp_samples.values()),
+                                      r.evaluate.model_dump(), "metrics-v2")
 
     # -- data -------------------------------------------------------------------------------------
     def data(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,6 +220,8 @@ class Run:
                     tokencache.write_split(out, split, lambda b: tok.encode(b.to(self.device)),
                                            x, labels, spec)
                 counts[split] = len(x)
+            if isinstance(tok, HasCodebook):
+                tokencache.write_codebook(out, tok.codebook())
             tokencache.write_meta(out, spec, counts, list(self.info.class_names))
             log(f"tokens: cached {counts['train']} train and {counts['test']} test sequences of "
                 f"{spec.seq_len} tokens (grid {spec.grid_shape}, codebook {spec.vocab_size})")
@@ -233,7 +237,8 @@ class Run:
 
         def work() -> dict[str, Any]:
             cache = self.token_cache()
-            prior = p.cls(spec=cache.spec, **p.params)
+            codebook = cache.codebook()
+            prior = build_prior(p.cls, cache.spec, p.params, codebook)
             arrays: dict[str, Any] = {"tokens": cache.sequences("train")}
             if cache.spec.n_classes:
                 arrays["labels"] = cache.labels("train")
@@ -243,7 +248,10 @@ class Run:
             seed = derived_seed(r.seed, "prior", key)
             trainer = self._trainer(p.train, out, self.fp_prior[key], seed, f"prior {key}")
             result = trainer.fit(prior, Batches(arrays, p.train.batch_size, seed))
-            save_component(out, prior, "prior", p.name, p.params, {"spec": cache.spec})
+            injected: dict[str, Any] = {"spec": cache.spec}
+            if wants_codebook(p.cls):
+                injected["codebook"] = codebook
+            save_component(out, prior, "prior", p.name, p.params, injected)
             info = {"steps": result.steps, "wall_time_s": result.wall_time_s,
                     "final_loss": result.final_loss, "resumed_from": result.resumed_from,
                     "parameters": n_params}
@@ -257,8 +265,11 @@ class Run:
         return load_component(self.run_dir / "priors" / key, self.plugins.registry, "prior",
                               self.device)
 
-    def sample_prior(self, key: str) -> dict[str, Any]:
-        r, p, out = self.recipe, self.recipe.priors[key], self.run_dir / "samples" / key
+    def sample_prior(self, key: str, variant: str, options: dict[str, Any]) -> dict[str, Any]:
+        """Draw `n_per_class` samples per class with one set of sampling options; write the
+        tokens, the decoded signals' gallery and the timing."""
+        r, p = self.recipe, self.recipe.priors[key]
+        out = self.run_dir / "samples" / key / variant if variant else self.run_dir / "samples" / key
 
         def work() -> dict[str, Any]:
             prior, tok, cache = self.prior(key), self.tokenizer(), self.token_cache()
@@ -275,7 +286,7 @@ class Run:
                 chunk = labels[i:i + r.sample.batch_size] if labels is not None else None
                 m = min(r.sample.batch_size, n - i)
                 with autocast(self.device, self.precision):
-                    chunks.append(prior.sample(m, chunk, generator=gen, **p.sample))
+                    chunks.append(prior.sample(m, chunk, generator=gen, **options))
             self._sync()
             seconds = time.perf_counter() - t0
             tokens = torch.cat(chunks).view(n, *spec.grid_shape)
@@ -288,17 +299,20 @@ class Run:
             storage.atomic_save(out / "tokens.npy",
                                 lambda f: np.save(open(f, "wb"), tokens.cpu().numpy()))
             storage.atomic_save(out / "labels.npy", lambda f: np.save(open(f, "wb"), lab.numpy()))
-            files = self.modality.write_gallery(signals, lab, out, title=f"{key} ({p.name})")
-            info = {"n": n, "nfe": prior.nfe(**p.sample), "options": p.sample,
+            title = f"{key} ({p.name}{', ' + variant if variant else ''})"
+            files = self.modality.write_gallery(signals, lab, out, title=title)
+            info = {"variant": variant, "n": n, "nfe": prior.nfe(**options), "options": options,
                     "batch_size": r.sample.batch_size, "wall_time_s": seconds,
                     "seconds_per_sample": seconds / n,
                     "files": [str(Path(f).relative_to(self.run_dir)) for f in files]}
             storage.write_json(out / "sample.json", info)
-            log(f"samples {key}: {n} in {seconds:.1f} s ({seconds / n * 1000:.1f} ms each, "
-                f"NFE {info['nfe']}) -> {out / files[0].name if files else out}")
+            log(f"samples {key}{' ' + variant if variant else ''}: {n} in {seconds:.1f} s "
+                f"({seconds / n * 1000:.1f} ms each, NFE {info['nfe']}) -> "
+                f"{out / files[0].name if files else out}")
             return info
 
-        return self._stage(f"samples-{key}", self.fp_samples[key], out, work)
+        stage_id = f"samples-{key}" + (f"-{variant}" if variant else "")
+        return self._stage(stage_id, self.fp_samples[(key, variant)], out, work)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -349,7 +363,7 @@ class Run:
     @torch.no_grad()
     def _prior_metrics(self, key: str, infos: dict[str, Any]) -> dict[str, Any]:
         p, ev = self.recipe.priors[key], self.recipe.evaluate
-        train, samples = infos[f"prior-{key}"], infos[f"samples-{key}"]
+        train = infos[f"prior-{key}"]
         out: dict[str, Any] = {"name": p.name, "parameters": train["parameters"],
                                "train_steps": train["steps"], "train_time_s": train["wall_time_s"]}
         prior = self.prior(key)
@@ -373,10 +387,10 @@ class Run:
             bits = float(torch.cat(vals).mean())
         out["nll_bits_per_token"] = bits
         out["nll_kind"] = kind if bits is not None else "none"
-        out["nfe"] = samples["nfe"]
-        out["seconds_per_sample"] = samples["seconds_per_sample"]
-        out["sample_batch_size"] = samples["batch_size"]
-        out["samples"] = samples["files"]
+        out["sampling"] = [
+            {k: v[k] for k in ("variant", "options", "nfe", "seconds_per_sample", "batch_size",
+                                "files")}
+            for v in infos["samples"][key]]
         return out
 
     # -- the whole run ------------------------------------------------------------------------
@@ -403,6 +417,7 @@ class Run:
         infos: dict[str, Any] = {"tokenizer": self.train_tokenizer(), "tokens": self.encode_tokens()}
         for key in r.priors:
             infos[f"prior-{key}"] = self.train_prior(key)
-        for key in r.priors:
-            infos[f"samples-{key}"] = self.sample_prior(key)
+        infos["samples"] = {key: [self.sample_prior(key, name, options)
+                                  for name, options in p.variants]
+                            for key, p in r.priors.items()}
         return self.evaluate(infos)

@@ -9,6 +9,7 @@ typed signature, found through the plugin registry.
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import schema
 from .errors import RecipeError, UserError
-from .interfaces import INJECTED, SAMPLE_INJECTED, DataInfo, TokenSpec
+from .components import build_prior
+from .interfaces import INJECTED, SAMPLE_INJECTED, DataInfo, HasCodebook, TokenSpec
 from .plugins import Plugins
 from .runtime import DeviceName, Precision
 from .trainer import TrainConfig
@@ -172,11 +174,41 @@ class Component:
 @dataclass
 class PriorSpec(Component):
     train: TrainConfig = field(default_factory=TrainConfig)
-    sample: dict[str, Any] = field(default_factory=dict)
+    sample: dict[str, Any] = field(default_factory=dict)  # resolved; a list value is a sweep
+    variants: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (name, options)
+    explicit: frozenset[str] = frozenset()  # sampling options the recipe set itself
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "train": self.train.model_dump(mode="json"),
                 "sample": dict(self.sample)}
+
+
+def _variant_name(options: dict[str, Any], swept: list[str]) -> str:
+    """`steps-8` or `steps-8_guidance-2.0`; "" when nothing is swept."""
+    return "_".join(f"{k}-{options[k]}" for k in swept)
+
+
+def _sample_variants(model: type[BaseModel], values: dict[str, Any], path: str
+                     ) -> tuple[dict[str, Any] | None, list[tuple[str, dict[str, Any]]], list[str]]:
+    """Sampling options with sweeps: a list value (`steps: [4, 8, 16]`) asks for one set of
+    samples per value (per combination, when several are lists). Each combination is validated."""
+    swept = sorted(k for k, v in values.items() if isinstance(v, list))
+    empty = [k for k in swept if not values[k]]
+    if empty:
+        return None, [], [f"{path}.{k}: a sweep needs at least one value" for k in empty]
+    problems: list[str] = []
+    variants: list[tuple[str, dict[str, Any]]] = []
+    for combo in itertools.product(*(values[k] for k in swept)):
+        resolved, errs = schema.validate(model, {**values, **dict(zip(swept, combo))}, path)
+        problems.extend(e for e in errs if e not in problems)
+        if resolved is not None:
+            variants.append((_variant_name(resolved, swept), resolved))
+    if problems:
+        return None, [], problems
+    options = dict(variants[0][1])
+    for k in swept:  # the validated values, in the recipe's order
+        options[k] = list(dict.fromkeys(v[k] for _, v in variants))
+    return options, variants, []
 
 
 @dataclass
@@ -319,10 +351,12 @@ def resolve(raw: dict[str, Any], plugins: Plugins, source: str = "recipe") -> Re
             problems.append(f"{path}.sample: must be a mapping (got {own!r})")
             own = {}
         chosen = {k: v for k, v in common_options.items() if k in options_model.model_fields}
-        options, errs = schema.validate(options_model, {**chosen, **own}, f"{path}.sample")
+        merged = {**chosen, **own}
+        options, variants, errs = _sample_variants(options_model, merged, f"{path}.sample")
         problems.extend(errs)
         if tcfg is not None and options is not None:
-            priors[key] = PriorSpec("prior", comp.name, comp.params, comp.cls, tcfg, options)
+            priors[key] = PriorSpec("prior", comp.name, comp.params, comp.cls, tcfg, options,
+                                    variants, frozenset(merged))
 
     if problems:
         raise RecipeError(source, problems)
@@ -363,11 +397,22 @@ def _dry_build(recipe: Recipe, problems: list[str]) -> None:
         problems.append(f"tokenizer: {exc}")
         return
     spec = TokenSpec(tuple(tokenizer.grid_shape), int(tokenizer.codebook_size), info.n_classes)
+    codebook = tokenizer.codebook() if isinstance(tokenizer, HasCodebook) else None
     for key, p in recipe.priors.items():
+        if not spec.n_classes and "guidance" in p.explicit:
+            problems.append(f"priors.{key}.sample.guidance: classifier-free guidance needs class "
+                            f"labels, and data set {recipe.data.name!r} has none")
         try:
-            p.cls(spec=spec, **p.params)
+            prior = build_prior(p.cls, spec, p.params, codebook)
         except (UserError, ValueError, TypeError) as exc:
             problems.append(f"priors.{key}: {exc}")
+            continue
+        for _, options in p.variants:
+            try:
+                prior.check_options(**options)
+            except ValueError as exc:
+                problems.append(f"priors.{key}.sample: {exc}")
+                break
 
 
 def load(path: str | Path, overrides: list[str] = (), plugin_files: list[str] = (),

@@ -26,17 +26,21 @@ def format_summary(metrics: dict[str, Any], run_dir: Path) -> str:
     prior_rows = []
     for key, p in metrics["priors"].items():
         nll = p["nll_bits_per_token"]
-        prior_rows.append([key, p["name"], f"{p['parameters'] / 1e6:.2f}M",
-                           f"{nll:.3f} ({p['nll_kind']})" if nll is not None else "- (none)",
-                           str(p["nfe"]), f"{1000 * p['seconds_per_sample']:.1f}",
-                           f"{p['train_steps']}", f"{p['train_time_s']:.0f}"])
+        for i, s in enumerate(p["sampling"]):
+            first = i == 0
+            prior_rows.append([
+                key if first else "", p["name"] if first else "",
+                f"{p['parameters'] / 1e6:.2f}M" if first else "",
+                (f"{nll:.3f} ({p['nll_kind']})" if nll is not None else "- (none)") if first else "",
+                s["variant"] or "-", str(s["nfe"]), f"{1000 * s['seconds_per_sample']:.1f}",
+                f"{p['train_steps']}" if first else "", f"{p['train_time_s']:.0f}" if first else ""])
     return "\n".join([
         f"run {metrics['run']} ({metrics['device']}, {metrics['precision']}): {run_dir}",
         "",
         table(["tokenizer", "grid", "codes", "PSNR dB", "MSE", "usage", "perplexity"], tok_rows),
         "",
-        table(["prior", "kind", "params", "NLL bits/token", "NFE", "ms/sample", "steps",
-               "train s"], prior_rows),
+        table(["prior", "kind", "params", "NLL bits/token", "sampling", "NFE", "ms/sample",
+               "steps", "train s"], prior_rows),
         "",
         f"samples: {run_dir / 'samples'}/<prior>/   metrics: {run_dir / 'metrics.json'}",
     ])

@@ -39,6 +39,12 @@ def write_split(dir: Path, split: str, encode: Callable[[Tensor], Tensor], x: Te
                         lambda p: np.save(open(p, "wb"), labels.cpu().numpy().astype(np.int64)))
 
 
+def write_codebook(dir: Path, codebook: Tensor) -> None:
+    """The tokenizer's codebook vectors `[K, D]`, for priors that diffuse over them."""
+    arr = codebook.detach().float().cpu().numpy()
+    storage.atomic_save(dir / "codebook.npy", lambda p: np.save(open(p, "wb"), arr))
+
+
 def write_meta(dir: Path, spec: TokenSpec, counts: dict[str, int], class_names: list[str]) -> None:
     storage.write_json(dir / "meta.json", {"spec": spec.to_dict(), "counts": counts,
                                            "class_names": class_names})
@@ -66,6 +72,11 @@ class TokenCache:
 
     def labels(self, split: str) -> np.ndarray:
         return np.load(self.dir / f"{split}.labels.npy")
+
+    def codebook(self) -> Tensor | None:
+        """`[K, D]` codebook vectors, or None when the tokenizer has none."""
+        path = self.dir / "codebook.npy"
+        return torch.from_numpy(np.load(path)) if path.is_file() else None
 
     def torch_sequences(self, split: str) -> Tensor:
         return torch.from_numpy(np.asarray(self.sequences(split), dtype=np.int64))

@@ -54,7 +54,11 @@ def test_run_writes_the_documented_layout(first):
     assert 0 < t["codebook_usage"] <= 1
     p = metrics["priors"]["gpt"]
     assert p["nll_kind"] == "exact" and 0 < p["nll_bits_per_token"] < 8
-    assert p["nfe"] == 16 and p["parameters"] > 0 and p["train_steps"] == 40
+    assert p["parameters"] > 0 and p["train_steps"] == 40
+    [sampling] = p["sampling"]
+    assert sampling["variant"] == "" and sampling["nfe"] == 16
+    assert sampling["options"]["guidance"] == 3.0 and sampling["seconds_per_sample"] > 0
+    assert sampling["files"] == ["samples/gpt/grid.png"]
     assert json.loads((d / "metrics.json").read_text()) == metrics
     tokens = np.load(d / "samples/gpt/tokens.npy")
     assert tokens.shape == (20, 4, 4)  # 2 per class x 10 digits, 4x4 grid
@@ -78,6 +82,19 @@ def test_rerun_skips_every_stage(first, tiny, write_recipe, plugins, capsys):
     assert again == metrics
     err = capsys.readouterr().err
     assert err.count("up to date, skipped") == len(before)
+
+
+def test_a_list_of_sampling_options_is_a_sweep(first, tiny, write_recipe, plugins):
+    job, _ = first
+    _, metrics = run(tiny, write_recipe, job.run_dir.parent, plugins,
+                     ["priors.gpt.sample.temperature=[0.5, 1.0]"])
+    variants = metrics["priors"]["gpt"]["sampling"]
+    assert [v["variant"] for v in variants] == ["temperature-0.5", "temperature-1.0"]
+    assert [v["options"]["temperature"] for v in variants] == [0.5, 1.0]
+    for v in variants:
+        assert (job.run_dir / "samples/gpt" / v["variant"] / "grid.png").is_file()
+    a, b = (np.load(job.run_dir / "samples/gpt" / v["variant"] / "tokens.npy") for v in variants)
+    assert not np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("override,redone", [

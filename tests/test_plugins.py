@@ -22,6 +22,7 @@ class EchoPrior:
     def sample(self, n, labels, *, generator, loud: bool = False): ...
     def nll(self, tokens, labels): ...
     def nfe(self, **options): return 1
+    def check_options(self, **options): pass
 
 @diffvq.hookimpl
 def register_priors(register):
@@ -72,7 +73,7 @@ def test_local_plugin_file_registers(tmp_path):
     ("import diffvq\n@diffvq.hookimpl\ndef register_priors(register):\n    register(object)\n",
      "has no string attribute 'name'"),
     ("import diffvq\nclass P:\n    name = 'p'\n@diffvq.hookimpl\ndef register_priors(register):\n"
-     "    register(P)\n", "prior 'p' (P) lacks nfe, nll, sample, training_loss"),
+     "    register(P)\n", "prior 'p' (P) lacks check_options, nfe, nll, sample, training_loss"),
 ])
 def test_broken_plugin_is_recorded_and_the_rest_still_load(tmp_path, text, error):
     plugins = load_plugins([write(tmp_path, "broken.py", text), write(tmp_path, "echo.py", GOOD)])

@@ -150,3 +150,35 @@ def test_missing_file_and_non_mapping(write_recipe, tmp_path):
         recipe_mod.read_recipe(tmp_path / "nope.yaml")
     with pytest.raises(UserError, match="a recipe is a mapping of keys, got a list"):
         recipe_mod.read_recipe(write_recipe("- a\n- b\n"))
+
+
+def test_sweeps_validate_every_value(tiny, write_recipe, plugins):
+    tiny["priors"]["gpt"]["sample"] = {"top_p": [0.9, 1.0], "temperature": [1.0, 0.5]}
+    r, _ = recipe_mod.load(write_recipe(tiny), plugins=plugins)
+    names = [name for name, _ in r.priors["gpt"].variants]
+    assert names == ["temperature-1.0_top_p-0.9", "temperature-1.0_top_p-1.0",
+                     "temperature-0.5_top_p-0.9", "temperature-0.5_top_p-1.0"]
+    assert r.to_dict()["priors"]["gpt"]["sample"]["top_p"] == [0.9, 1.0]
+    tiny["priors"]["gpt"]["sample"] = {"top_p": [0.9, 1.5], "temperature": []}
+    with pytest.raises(RecipeError) as exc:
+        recipe_mod.load(write_recipe(tiny), plugins=plugins)
+    assert problems(exc) == ["priors.gpt.sample.temperature: a sweep needs at least one value"]
+    tiny["priors"]["gpt"]["sample"] = {"top_p": [0.9, 1.5]}
+    with pytest.raises(RecipeError) as exc:
+        recipe_mod.load(write_recipe(tiny), plugins=plugins)
+    assert problems(exc) == ["priors.gpt.sample.top_p: input should be less than or equal to 1"
+                             " (got 1.5)"]
+
+
+def test_guidance_on_an_unconditional_prior_is_an_error(tiny, write_recipe, plugins, tmp_path):
+    from PIL import Image
+
+    for i in range(6):
+        Image.new("L", (8, 8), 30 * i).save(tmp_path / f"{i}.png")
+    tiny["data"] = {"name": "folder", "path": str(tmp_path), "channels": 1}
+    recipe_mod.load(write_recipe(tiny), plugins=plugins)  # fine without guidance
+    tiny["priors"]["gpt"]["sample"] = {"guidance": 2.0}
+    with pytest.raises(RecipeError) as exc:
+        recipe_mod.load(write_recipe(tiny), plugins=plugins)
+    assert "priors.gpt.sample.guidance: classifier-free guidance needs class labels" in \
+        "\n".join(problems(exc))

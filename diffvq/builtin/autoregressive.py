@@ -76,6 +76,9 @@ class AutoregressivePrior(nn.Module):
     def nfe(self, **options: Any) -> int:
         return self.spec.seq_len
 
+    def check_options(self, **options: Any) -> None:
+        """Every option the schema admits works for any sequence length."""
+
     @torch.no_grad()
     def sample(self, n: int, labels: Tensor | None, *, generator: torch.Generator,
                temperature: Annotated[float, Field(gt=0)] = 1.0,

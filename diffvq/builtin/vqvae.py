@@ -146,6 +146,11 @@ class VQVAE(nn.Module):
                               "perplexity": perplexity.item()}
 
     @torch.no_grad()
+    def codebook(self) -> Tensor:
+        """`[K, D]`: the vector each token stands for (what the decoder receives)."""
+        return self.quantizer.codebook.detach().float().reshape(self.codebook_size, -1).clone()
+
+    @torch.no_grad()
     def encode(self, x: Tensor) -> Tensor:
         """`[B, C, *spatial]` -> `[B, *grid_shape]` long."""
         return self._quantize(self.encoder(x))[1]

@@ -113,12 +113,18 @@ class Transformer(nn.Module):
             nn.init.normal_(m.weight, 0.0, 0.02)
 
     def forward(self, idx: Tensor, cache: KVCache | None = None) -> Tensor:
-        B, T = idx.shape
+        """Token ids `[B, T]` -> logits `[B, T, out_size]`."""
+        return self.forward_embeddings(self.tok_emb(idx), cache)
+
+    def forward_embeddings(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        """Input vectors `[B, T, n_embd]` (token embeddings, or projected continuous latents as
+        latent diffusion feeds them) -> outputs `[B, T, out_size]`."""
+        B, T, _ = x.shape
         start = cache.pos if cache is not None else 0
         if start + T > self.cfg.seq_len:
             raise ValueError(f"sequence of {start + T} exceeds seq_len {self.cfg.seq_len}")
-        pos = torch.arange(start, start + T, device=idx.device)
-        x = self.tok_emb(idx) + self.pos_emb(pos)  # [B, T, C]
+        pos = torch.arange(start, start + T, device=x.device)
+        x = x + self.pos_emb(pos)  # [B, T, C]
         for i, block in enumerate(self.blocks):
             x = block(x, cache, i)
         if cache is not None:
