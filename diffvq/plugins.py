@@ -40,6 +40,8 @@ PROVIDERS: dict[tuple[str, str], str] = {
     ("modality", "image"): "diffvq-image (pip install -e plugins/image)",
     **{("dataset", d): "diffvq-image (pip install -e plugins/image)"
        for d in ("mnist", "fashion-mnist", "digits", "folder")},
+    ("prior", "multinomial-diffusion"): "diffvq-multinomial (pip install -e plugins/multinomial)",
+    ("prior", "latent-diffusion"): "diffvq-latent (pip install -e plugins/latent)",
 }
 
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 import diffvq
 from diffvq.interfaces import TokenSpec
+from diffvq.nn.conditioning import ClassCondition
 from diffvq.nn.sampling import guide, sample_logits
 from diffvq.nn.transformer import Transformer, TransformerConfig
 
@@ -38,29 +39,20 @@ class AutoregressivePrior(nn.Module):
                  cond_dropout: Annotated[float, Field(ge=0, le=1)] = 0.1):
         super().__init__()
         self.spec = spec
-        self.cond_dropout = cond_dropout if spec.n_classes else 0.0
-        K, C = spec.vocab_size, spec.n_classes
-        self.null_class = C  # condition token K + C means "no class"
+        K = spec.vocab_size
+        self.cond = ClassCondition(spec.n_classes, offset=K, dropout=cond_dropout)
         self.net = Transformer(TransformerConfig(
-            vocab_size=K + C + 1, out_size=K, seq_len=spec.seq_len, n_layer=n_layer,
+            vocab_size=K + self.cond.vocab, out_size=K, seq_len=spec.seq_len, n_layer=n_layer,
             n_head=n_head, n_embd=n_embd, dropout=dropout, causal=True))
 
     # -- training and likelihood --------------------------------------------------------------
-    def _cond_tokens(self, labels: Tensor | None, n: int, device: torch.device) -> Tensor:
-        if labels is None or not self.spec.n_classes:
-            labels = torch.full((n,), self.null_class, device=device, dtype=torch.long)
-        return (labels + self.spec.vocab_size).view(n, 1)  # [n, 1]
-
     def _logits(self, tokens: Tensor, labels: Tensor | None) -> Tensor:
-        cond = self._cond_tokens(labels, tokens.shape[0], tokens.device)
-        x = torch.cat([cond, tokens[:, :-1]], dim=1)  # [B, L]
+        cond = self.cond.tokens(labels, tokens.shape[0], tokens.device)
+        x = torch.cat([cond[:, None], tokens[:, :-1]], dim=1)  # [B, L]
         return self.net(x)  # [B, L, K]
 
     def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        tokens, labels = batch["tokens"], batch.get("labels")
-        if labels is not None and self.cond_dropout > 0:
-            drop = torch.rand(labels.shape, device=labels.device) < self.cond_dropout
-            labels = labels.masked_fill(drop, self.null_class)
+        tokens, labels = batch["tokens"], self.cond.drop(batch.get("labels"))
         logits = self._logits(tokens, labels)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens.reshape(-1))
         return loss, {"bits_per_token": loss.item() / math.log(2)}
@@ -91,9 +83,9 @@ class AutoregressivePrior(nn.Module):
         device = self.net.pos_emb.weight.device
         L = self.spec.seq_len
         guided = labels is not None and self.spec.n_classes > 0 and guidance != 1.0
-        cond = self._cond_tokens(labels, n, device)  # [n, 1]
+        cond = self.cond.tokens(labels, n, device)[:, None]  # [n, 1]
         if guided:
-            cond = torch.cat([cond, self._cond_tokens(None, n, device)])  # [2n, 1]
+            cond = torch.cat([cond, self.cond.tokens(None, n, device)[:, None]])  # [2n, 1]
         out = torch.empty(n, L, dtype=torch.long, device=device)
         cache = self.net.new_cache(cond.shape[0]) if use_cache else None
         logits = self.net(cond, cache)[:, -1]  # [n or 2n, K]
