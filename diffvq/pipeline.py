@@ -125,7 +125,8 @@ class Run:
         self.fp_tokens = fingerprint(self.fp_tokenizer, "tokens-v1")
         self.fp_prior = {k: fingerprint(self.fp_tokens, p.name, p.params, _train_fp(p.train),
                                         r.seed, self.precision) for k, p in r.priors.items()}
-        self.fp_samples = {(k, name): fingerprint(self.fp_prior[k], options, r.sample.n_per_class,
+        self.fp_samples = {(k, name): fingerprint("samples-v2", self.fp_prior[k], options,
+                                                  r.sample.n_per_class,
                                                   r.sample.batch_size, r.decoder.to_dict(), r.seed,
                                                   self.precision)
                            for k, p in r.priors.items() for name, options in p.variants}
