@@ -19,7 +19,7 @@ from torch import Tensor, nn
 import diffvq
 from diffvq.interfaces import TokenSpec
 from diffvq.nn.conditioning import ClassCondition
-from diffvq.nn.sampling import guide, sample_logits
+from diffvq.nn.sampling import guide_logits, sample_logits
 from diffvq.nn.transformer import Transformer, TransformerConfig
 
 
@@ -91,7 +91,7 @@ class AutoregressivePrior(nn.Module):
         logits = self.net(cond, cache)[:, -1]  # [n or 2n, K]
         for i in range(L):
             if guided:
-                logits = guide(logits[:n].float(), logits[n:].float(), guidance)
+                logits = guide_logits(logits[:n], logits[n:], guidance)
             out[:, i] = sample_logits(logits, temperature, generator, top_k, top_p)
             if i == L - 1:
                 break

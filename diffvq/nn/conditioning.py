@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .sampling import guide
+from .sampling import guide, guide_logits
 
 
 class ClassCondition:
@@ -40,12 +40,15 @@ class ClassCondition:
         return torch.where(keep, labels, torch.full_like(labels, self.null))
 
     def guided(self, forward: Callable[[Tensor, Tensor], Tensor], x: Tensor,
-               labels: Tensor | None, scale: float) -> Tensor:
+               labels: Tensor | None, scale: float, logits: bool = True) -> Tensor:
         """`forward(x, cond_tokens)` with classifier-free guidance at `scale`: the conditional
-        and null streams run as one batch of 2n; scale 1 (or no labels) runs only one."""
+        and null streams run as one batch of 2n; scale 1 (or no labels) runs only one.
+        `logits`: the outputs are token logits (guided as log-probabilities, see
+        `guide_logits`); False for continuous outputs (a plain linear combination)."""
         n = x.shape[0]
         cond = self.tokens(labels, n, x.device)
         if labels is None or not self.n_classes or scale == 1.0:
             return forward(x, cond)
         out = forward(torch.cat([x, x]), torch.cat([cond, self.tokens(None, n, x.device)]))
-        return guide(out[:n].float(), out[n:].float(), scale)
+        combine = guide_logits if logits else guide
+        return combine(out[:n].float(), out[n:].float(), scale)
