@@ -23,12 +23,12 @@ import statistics
 import time
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from diffvq.builtin.autoregressive import AutoregressivePrior
 from diffvq.builtin.masked_diffusion import MaskedDiffusionPrior
 from diffvq.interfaces import TokenSpec
+from diffvq.measure import peak_memory_bytes
 from diffvq.nn.transformer import count_parameters
 from diffvq.runtime import autocast, resolve_precision, select_device
 
@@ -36,23 +36,7 @@ from train_throughput import matmul_peak
 
 
 def peak_tensor_bytes(fn) -> int:
-    """Peak of live tensor bytes allocated while `fn` runs (CPU: profiler allocation events)."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage),
-                    key=lambda e: e.time_range.start)
-    live = peak = 0
-    for e in events:
-        live += e.self_cpu_memory_usage
-        peak = max(peak, live)
-    return peak
+    return peak_memory_bytes(fn, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def measure(name, prior, batch, options, device, precision, repeats, peak32, peak16, n_classes):

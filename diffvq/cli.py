@@ -1,6 +1,8 @@
 """The `diffvq` command.
 
     diffvq run RECIPE [key.sub=value ...]       train, sample and evaluate (resumable)
+    diffvq compare RECIPE [key.sub=value ...]   run, evaluate every prior, write report.html
+    diffvq compare RUN_DIR RUN_DIR ...          one report for finished runs on the same tokens
     diffvq validate RECIPE [key.sub=value ...]  check a recipe without doing any work
     diffvq plugins                              what each plugin registered, and failures
     diffvq ls [KIND [NAME]]                     registered components, or one's recipe keys
@@ -49,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
             p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p = sub.add_parser("compare", parents=[common],
+                       help="compare priors: run a recipe (or take finished runs), evaluate, "
+                            "write report.html")
+    p.add_argument("targets", nargs="+", metavar="RECIPE|RUN_DIR",
+                   help="a recipe and overrides, or run directories to compare")
+    p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
+    p.add_argument("--out", help="report folder when comparing run directories "
+                                 "(default: RUNS_DIR/compare-<run>-<run>...)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     sub.add_parser("plugins", parents=[common], help="list plugins, what they registered, failures")
     p = sub.add_parser("ls", parents=[common], help="list registered components, or a component's keys")
     p.add_argument("kind", nargs="?", help="modality, dataset, tokenizer, prior or decoder")
@@ -77,6 +88,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     run = Run(r, plugins, runs_dir=Path(args.runs_dir), progress=not args.quiet)
     metrics = run.execute()
     print(format_summary(metrics, run.run_dir))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import finding
+    from .compare import compare_runs, report_for_run
+    from .summary import format_summary
+
+    first = Path(args.targets[0])
+    if first.is_dir():
+        dirs = [Path(t) for t in args.targets]
+        for d in dirs:
+            if not d.is_dir():
+                raise UserError(f"compare: {d} is not a run directory (give a recipe, or only "
+                                f"run directories)")
+        out = Path(args.out) if args.out else Path(args.runs_dir) / (
+            "compare-" + "-".join(d.resolve().name for d in dirs))
+        metrics, report = compare_runs(dirs, out)
+        run_dir = out
+    else:
+        from . import recipe as recipe_mod
+        from .pipeline import Run
+
+        r, plugins = recipe_mod.load(args.targets[0], args.targets[1:], args.plugin)
+        run = Run(r, plugins, runs_dir=Path(args.runs_dir), progress=not args.quiet)
+        metrics = run.execute()
+        run_dir = run.run_dir
+        report = report_for_run(run_dir, metrics)
+    print(format_summary(metrics, run_dir))
+    for line in finding.describe(metrics):
+        print(f"\n{line}")
+    print(f"\nreport: {report}")
     return 0
 
 
@@ -149,12 +192,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # collecting positionals at the first option, so gather the rest here
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if args.command not in ("run", "validate") or any(a.startswith("-") for a in extra):
+        if args.command not in ("run", "validate", "compare") or any(a.startswith("-") for a in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.overrides = [*args.overrides, *extra]
+        if args.command == "compare":
+            args.targets = [*args.targets, *extra]
+        else:
+            args.overrides = [*args.overrides, *extra]
     if args.debug:
         os.environ["DIFFVQ_DEBUG"] = "1"
-    commands = {"run": cmd_run, "validate": cmd_validate, "plugins": cmd_plugins, "ls": cmd_ls}
+    commands = {"run": cmd_run, "compare": cmd_compare, "validate": cmd_validate, "plugins": cmd_plugins, "ls": cmd_ls}
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return commands[args.command](args)

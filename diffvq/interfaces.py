@@ -121,6 +121,31 @@ class Modality(Protocol):
 
 
 @runtime_checkable
+class Judge(Protocol):
+    """A small classifier of model tensors: penultimate `features` for Fréchet distance and
+    precision/recall, `logits` for class accuracy, `training_loss` for the generic trainer on
+    batches `{"x": [B, C, *spatial], "labels": [B]}`."""
+
+    def features(self, x: Tensor) -> Tensor: ...
+
+    def logits(self, x: Tensor) -> Tensor: ...
+
+    def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]: ...
+
+
+@runtime_checkable
+class HasJudge(Protocol):
+    """Optional for modalities with labelled data: the judge evaluation measures samples with.
+    `judge_train` holds its training settings (TrainConfig keys); they key its cache entry."""
+
+    judge_train: ClassVar[dict[str, Any]]
+
+    def judge(self) -> "torch.nn.Module":
+        """A fresh, untrained judge (a `Judge`) for this modality's data."""
+        ...
+
+
+@runtime_checkable
 class Tokenizer(Protocol):
     """A trainable map from model tensors to a grid of codebook indices and back.
     Constructed with `input_shape` (the modality's model shape) plus its recipe keywords."""

@@ -31,16 +31,24 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from . import storage, tokencache
+from . import measure, storage, tokencache
 from .components import build_prior, load_component, save_component, wants_codebook
 from .errors import UserError
-from .interfaces import DataInfo, HasCodebook, TokenSpec
+from .evaluation import JudgeEvaluation, reference_rows
+from .interfaces import DataInfo, HasCodebook, HasJudge, TokenSpec
+from .judge import get_judge
 from .nn.transformer import count_parameters
 from .plugins import Plugins
 from .provenance import environment
 from .recipe import Recipe
 from .runtime import autocast, resolve_precision, select_device
+from .stats import distinct_share
 from .trainer import Batches, Trainer, TrainConfig
+
+
+SAMPLING_KEYS = ("variant", "options", "nfe", "seeds", "n", "batch_size", "seconds_per_sample",
+                 "seconds_per_sample_latency", "peak_memory_mb", "peak_memory_mb_per_sample",
+                 "peak_memory_mb_latency", "files")
 
 
 def fingerprint(*parts: Any) -> str:
@@ -119,20 +127,20 @@ class Run:
         self.dataset = r.data.cls(**r.data.params)
         self.info: DataInfo = self.dataset.info()
         self.modality = r.modality.cls(info=self.info, **r.modality.params)
-        fp_data = fingerprint(r.modality.to_dict(), r.data.to_dict(), self.dataset.fingerprint())
-        self.fp_tokenizer = fingerprint(fp_data, r.tokenizer.to_dict(), _train_fp(r.tokenizer_train),
+        self.fp_data = fingerprint(r.modality.to_dict(), r.data.to_dict(),
+                                   self.dataset.fingerprint())
+        self.fp_tokenizer = fingerprint(self.fp_data, r.tokenizer.to_dict(), _train_fp(r.tokenizer_train),
                                         r.seed, self.precision)
         self.fp_tokens = fingerprint(self.fp_tokenizer, "tokens-v1")
         self.fp_prior = {k: fingerprint(self.fp_tokens, p.name, p.params, _train_fp(p.train),
                                         r.seed, self.precision) for k, p in r.priors.items()}
-        self.fp_samples = {(k, name): fingerprint("samples-v2", self.fp_prior[k], options,
-                                                  r.sample.n_per_class,
-                                                  r.sample.batch_size, r.decoder.to_dict(), r.seed,
+        self.fp_samples = {(k, name): fingerprint("samples-v3", self.fp_prior[k], options,
+                                                  r.sample.model_dump(), r.decoder.to_dict(), r.seed,
                                                   self.precision)
                            for k, p in r.priors.items() for name, options in p.variants}
         self.fp_metrics = fingerprint(self.fp_tokens, self.fp_prior,
                                       sorted(self.fp_samples.values()),
-                                      r.evaluate.model_dump(), "metrics-v2")
+                                      r.evaluate.model_dump(), "metrics-v3")
 
     # -- data -------------------------------------------------------------------------------------
     def data(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -267,53 +275,90 @@ class Run:
                               self.device)
 
     def sample_prior(self, key: str, variant: str, options: dict[str, Any]) -> dict[str, Any]:
-        """Draw `n_per_class` samples per class with one set of sampling options; write the
-        tokens, the decoded signals' gallery and the timing."""
+        """Draw `n_per_class` samples per class for each of `seeds` sampling seeds with one set
+        of sampling options; write the tokens `[seeds, n, *grid]`, a gallery of the first seed,
+        and the cost: seconds per sample in batches (throughput) and one at a time (latency),
+        and peak memory of one sampler call in each regime."""
         r, p = self.recipe, self.recipe.priors[key]
         out = self.run_dir / "samples" / key / variant if variant else self.run_dir / "samples" / key
 
         def work() -> dict[str, Any]:
             prior, tok, cache = self.prior(key), self.tokenizer(), self.token_cache()
-            spec = cache.spec
+            spec, S = cache.spec, r.sample
             n_cls = spec.n_classes
-            n = r.sample.n_per_class * max(n_cls, 1)
-            labels = (torch.arange(n_cls, device=self.device).repeat_interleave(r.sample.n_per_class)
+            n = S.n_per_class * max(n_cls, 1)
+            labels = (torch.arange(n_cls, device=self.device).repeat_interleave(S.n_per_class)
                       if n_cls else None)
-            gen = torch.Generator(self.device).manual_seed(derived_seed(r.seed, "sample", key))
-            chunks = []
-            self._sync()
-            t0 = time.perf_counter()
-            for i in range(0, n, r.sample.batch_size):
-                chunk = labels[i:i + r.sample.batch_size] if labels is not None else None
-                m = min(r.sample.batch_size, n - i)
+
+            def draw(m: int, lab: torch.Tensor | None, gen: torch.Generator) -> torch.Tensor:
                 with autocast(self.device, self.precision):
-                    chunks.append(prior.sample(m, chunk, generator=gen, **options))
-            self._sync()
-            seconds = time.perf_counter() - t0
-            tokens = torch.cat(chunks).view(n, *spec.grid_shape)
-            decoder = r.decoder.cls(modality=self.modality, tokenizer=tok, **r.decoder.params)
-            with autocast(self.device, self.precision):
-                signals = torch.cat([decoder.decode(tokens[i:i + 256]).float().cpu()
-                                     for i in range(0, n, 256)])
-            out.mkdir(parents=True, exist_ok=True)
+                    return prior.sample(m, lab, generator=gen, **options)
+
+            def draw_all(gen: torch.Generator) -> torch.Tensor:
+                return torch.cat([draw(min(S.batch_size, n - i),
+                                       labels[i:i + S.batch_size] if labels is not None else None,
+                                       gen) for i in range(0, n, S.batch_size)])
+
+            sets, seconds = [], 0.0
+            for s in range(S.seeds):
+                gen = torch.Generator(self.device).manual_seed(self._sample_seed(key, s))
+                tokens, dt = measure.timed(lambda: draw_all(gen), self.device)
+                sets.append(tokens.view(n, *spec.grid_shape).cpu())
+                seconds += dt
+            info: dict[str, Any] = {
+                "variant": variant, "n": n, "seeds": S.seeds, "nfe": prior.nfe(**options),
+                "options": options, "batch_size": S.batch_size,
+                "seconds_per_sample": seconds / (n * S.seeds)}
+            one = labels[:1] if labels is not None else None
+            if S.latency_samples:  # the latency regime: one sample per sampler call
+                gen = torch.Generator(self.device).manual_seed(self._sample_seed(key, "latency"))
+                lat = [measure.timed(lambda: draw(1, one, gen), self.device)[1]
+                       for _ in range(S.latency_samples)]
+                info["seconds_per_sample_latency"] = float(np.median(lat))
+            if S.measure_memory:
+                m = min(S.batch_size, n)
+                gen = torch.Generator(self.device).manual_seed(self._sample_seed(key, "memory"))
+                batch_bytes = measure.peak_memory_bytes(
+                    lambda: draw(m, labels[:m] if labels is not None else None, gen), self.device)
+                info["peak_memory_mb"] = batch_bytes / 2**20
+                info["peak_memory_mb_per_sample"] = batch_bytes / 2**20 / m
+                info["peak_memory_mb_latency"] = measure.peak_memory_bytes(
+                    lambda: draw(1, one, gen), self.device) / 2**20
+            tokens = torch.stack(sets)  # [seeds, n, *grid]
             lab = labels.cpu() if labels is not None else torch.zeros(n, dtype=torch.long)
+            out.mkdir(parents=True, exist_ok=True)
             storage.atomic_save(out / "tokens.npy",
-                                lambda f: np.save(open(f, "wb"), tokens.cpu().numpy()))
+                                lambda f: np.save(open(f, "wb"), tokens.numpy()))
             storage.atomic_save(out / "labels.npy", lambda f: np.save(open(f, "wb"), lab.numpy()))
+            shown = torch.cat([torch.nonzero(lab == c).flatten()[:S.gallery_per_class]
+                               for c in range(max(n_cls, 1))])
+            signals = self.decode(tok, tokens[0][shown])
             title = f"{key} ({p.name}{', ' + variant if variant else ''})"
-            files = self.modality.write_gallery(signals, lab, out, title=title)
-            info = {"variant": variant, "n": n, "nfe": prior.nfe(**options), "options": options,
-                    "batch_size": r.sample.batch_size, "wall_time_s": seconds,
-                    "seconds_per_sample": seconds / n,
-                    "files": [str(Path(f).relative_to(self.run_dir)) for f in files]}
+            files = self.modality.write_gallery(signals, lab[shown], out, title=title)
+            info["files"] = [str(Path(f).relative_to(self.run_dir)) for f in files]
             storage.write_json(out / "sample.json", info)
-            log(f"samples {key}{' ' + variant if variant else ''}: {n} in {seconds:.1f} s "
-                f"({seconds / n * 1000:.1f} ms each, NFE {info['nfe']}) -> "
-                f"{out / files[0].name if files else out}")
+            log(f"samples {key}{' ' + variant if variant else ''}: {S.seeds} x {n}, "
+                f"{info['seconds_per_sample'] * 1000:.1f} ms each in batches of {S.batch_size}"
+                + (f", {info['seconds_per_sample_latency'] * 1000:.1f} ms one at a time"
+                   if S.latency_samples else "")
+                + f" (NFE {info['nfe']}) -> {out / files[0].name if files else out}")
             return info
 
         stage_id = f"samples-{key}" + (f"-{variant}" if variant else "")
         return self._stage(stage_id, self.fp_samples[(key, variant)], out, work)
+
+    def _sample_seed(self, key: str, which: int | str) -> int:
+        """Seed 0 keeps the historical stream; others are derived from their index or role."""
+        names = ("sample", key) if which == 0 else ("sample", key, str(which))
+        return derived_seed(self.recipe.seed, *names)
+
+    def decode(self, tok: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens `[N, *grid]` -> signals `[N, *info.shape]` (CPU float) via the recipe's decoder."""
+        r = self.recipe
+        decoder = r.decoder.cls(modality=self.modality, tokenizer=tok, **r.decoder.params)
+        with torch.no_grad(), autocast(self.device, self.precision):
+            return torch.cat([decoder.decode(tokens[i:i + 256].to(self.device)).float().cpu()
+                              for i in range(0, len(tokens), 256)])
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -327,13 +372,54 @@ class Run:
                        "precision": self.precision,
                        "data": {"name": r.data.name, **self.info.to_dict(),
                                 **stage_infos["tokens"]["counts"]},
-                       "tokenizer": self._tokenizer_metrics(stage_infos["tokenizer"]),
-                       "priors": {k: self._prior_metrics(k, stage_infos) for k in r.priors}}
+                       "tokens_fingerprint": self.fp_tokens,
+                       "tokenizer": self._tokenizer_metrics(stage_infos["tokenizer"])}
+            jev = self.judge_evaluation()
+            if jev is not None:
+                tok = self.tokenizer()
+                metrics["judge"] = {**jev.judge.info, "reference": reference_rows(
+                    jev, self.data("train"), self.data("test"),
+                    lambda x: self._reconstruct(tok, x), r.sample.n_per_class,
+                    self.info.n_classes, [self._sample_seed("reference", s)
+                                          for s in range(r.sample.seeds)])}
+            else:
+                metrics["judge"] = None
+            metrics["priors"] = {k: self._prior_metrics(k, stage_infos, jev) for k in r.priors}
             storage.write_json(self.run_dir / "metrics.json", metrics)
             return {}
 
         self._stage("metrics", self.fp_metrics, None, work)
         return storage.read_json(self.run_dir / "metrics.json")
+
+    def judge_key(self) -> tuple[str, TrainConfig]:
+        """The judge's cache key (data, modality, its settings; not the recipe seed, so runs
+        with different seeds are measured by the same judge) and its training settings."""
+        r, ev = self.recipe, self.recipe.evaluate
+        cfg = TrainConfig(**{**getattr(self.modality, "judge_train", {}),
+                             **({"steps": ev.judge_steps} if ev.judge_steps else {})})
+        key = fingerprint(self.fp_data, type(self.modality).__qualname__, _train_fp(cfg),
+                          "judge-v1")
+        return f"{r.data.name}-{key}", cfg
+
+    def judge_evaluation(self) -> JudgeEvaluation | None:
+        """The judge for this data (cached across runs), or None where there is none: judging
+        is off, the data is unlabelled, or the modality provides no judge."""
+        if not (self.recipe.evaluate.judge and self.info.n_classes
+                and isinstance(self.modality, HasJudge)):
+            return None
+        key, cfg = self.judge_key()
+        judge = get_judge(self.modality, key, self.data("train"), self.data("test"), cfg,
+                          seed=0, device=self.device, progress=self.progress, log=log)
+        x, y = self.data("test")
+        return JudgeEvaluation(judge, x, y, k=self.recipe.evaluate.k)
+
+    def _reconstruct(self, tok: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Model tensors -> tokens -> the recipe's decoder -> model tensors (what a prior that
+        reproduced the data's tokens exactly would give)."""
+        with torch.no_grad(), autocast(self.device, self.precision):
+            tokens = torch.cat([tok.encode(x[i:i + 256].to(self.device)).cpu()
+                                for i in range(0, len(x), 256)])
+        return self.modality.to_model(self.decode(tok, tokens))
 
     @torch.no_grad()
     def _tokenizer_metrics(self, train_info: dict[str, Any]) -> dict[str, Any]:
@@ -362,7 +448,8 @@ class Run:
                 "train_time_s": train_info.get("wall_time_s")}
 
     @torch.no_grad()
-    def _prior_metrics(self, key: str, infos: dict[str, Any]) -> dict[str, Any]:
+    def _prior_metrics(self, key: str, infos: dict[str, Any],
+                       jev: JudgeEvaluation | None) -> dict[str, Any]:
         p, ev = self.recipe.priors[key], self.recipe.evaluate
         train = infos[f"prior-{key}"]
         out: dict[str, Any] = {"name": p.name, "parameters": train["parameters"],
@@ -388,10 +475,20 @@ class Run:
             bits = float(torch.cat(vals).mean())
         out["nll_bits_per_token"] = bits
         out["nll_kind"] = kind if bits is not None else "none"
-        out["sampling"] = [
-            {k: v[k] for k in ("variant", "options", "nfe", "seconds_per_sample", "batch_size",
-                                "files")}
-            for v in infos["samples"][key]]
+        tok = self.tokenizer()
+        out["sampling"] = []
+        for v in infos["samples"][key]:
+            row = {k: v.get(k) for k in SAMPLING_KEYS}
+            d = self.run_dir / "samples" / key / v["variant"] if v["variant"] else \
+                self.run_dir / "samples" / key
+            tokens = np.load(d / "tokens.npy")  # [seeds, n, *grid]
+            labels = np.load(d / "labels.npy") if self.info.n_classes else None
+            row["distinct_share"] = float(np.mean([distinct_share(t) for t in tokens]))
+            if jev is not None:
+                sets = [self.modality.to_model(self.decode(tok, torch.from_numpy(t)))
+                        for t in tokens]
+                row["judge"] = jev.score(sets, labels)
+            out["sampling"].append(row)
         return out
 
     # -- the whole run ------------------------------------------------------------------------

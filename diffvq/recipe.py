@@ -123,13 +123,24 @@ class SampleSection(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     n_per_class: int = Field(8, gt=0, description="samples per class (unlabelled data: in all)")
-    batch_size: int = Field(64, gt=0, description="samples drawn per sampler call")
+    batch_size: int = Field(64, gt=0, description="samples drawn per sampler call (the "
+                                                   "throughput regime is timed at this size)")
+    seeds: int = Field(3, gt=0, description="sampling seeds; judge FD is mean ± std over them")
+    latency_samples: int = Field(4, ge=0, description="samples drawn one at a time to time "
+                                                      "the latency regime; 0: not timed")
+    gallery_per_class: int = Field(10, gt=0, description="samples per class in the gallery")
+    measure_memory: bool = Field(True, description="peak tensor memory of one sampler call")
 
 
 class EvaluateSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     nll: bool = True
     nll_max_sequences: int | None = Field(None, gt=0, description="cap on held-out sequences")
+    judge: bool = Field(True, description="judge FD, accuracy, precision/recall (labelled data "
+                                          "of a modality with a judge)")
+    judge_steps: int | None = Field(None, gt=0, description="judge training steps; null: the "
+                                                            "modality's default")
+    k: int = Field(3, gt=0, description="neighbours of the k-NN precision/recall manifolds")
 
 
 class TrainSection(BaseModel):

@@ -18,29 +18,66 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+def _fd(j: dict[str, Any] | None) -> str:
+    return f"{j['fd_mean']:.2f} ± {j['fd_std']:.2f}" if j else "-"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.0f}%"
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{1000 * v:.1f}"
+
+
+def prior_rows(metrics: dict[str, Any]) -> list[list[str]]:
+    """One row per prior and sampling variant, with the floor rows of real data first."""
+    rows = []
+    judge = metrics.get("judge") or {}
+    for name, ref in (judge.get("reference") or {}).items():
+        rows.append([name, "", "", "", "", "", _fd(ref), _pct(ref.get("accuracy")),
+                     _pct(ref["precision"]), _pct(ref["recall"]), "", "", "", "", ""])
+    for key, p in metrics["priors"].items():
+        nll = p["nll_bits_per_token"]
+        for i, s in enumerate(p["sampling"]):
+            first = i == 0
+            j = s.get("judge")
+            rows.append([
+                key if first else "", p["name"] if first else "",
+                f"{p['parameters'] / 1e6:.2f}M" if first else "",
+                (f"{nll:.3f} ({p['nll_kind']})" if nll is not None else "- (none)") if first else "",
+                s["variant"] or "-", str(s["nfe"]), _fd(j), _pct(j and j.get("accuracy")),
+                _pct(j and j["precision"]), _pct(j and j["recall"]),
+                _pct(s.get("distinct_share")),
+                _ms(s.get("seconds_per_sample_latency")), _ms(s["seconds_per_sample"]),
+                _fmt(s.get("peak_memory_mb_per_sample"), ".2f"),
+                f"{p['train_time_s']:.0f}" if first else ""])
+    return rows
+
+
+PRIOR_HEADER = ["prior", "kind", "params", "NLL bits/token", "sampling", "NFE", "judge FD",
+                "acc", "prec", "recall", "distinct", "ms 1-at-a-time", "ms/sample batch",
+                "MB/sample", "train s"]
+
+
 def format_summary(metrics: dict[str, Any], run_dir: Path) -> str:
     t = metrics["tokenizer"]
     tok_rows = [[t["name"], "x".join(map(str, t["grid_shape"])), str(t["codebook_size"]),
                  _fmt(t.get("psnr_db"), ".2f"), _fmt(t.get("recon_mse"), ".4f"),
                  f"{100 * t['codebook_usage']:.1f}%", _fmt(t["perplexity"], ".1f")]]
-    prior_rows = []
-    for key, p in metrics["priors"].items():
-        nll = p["nll_bits_per_token"]
-        for i, s in enumerate(p["sampling"]):
-            first = i == 0
-            prior_rows.append([
-                key if first else "", p["name"] if first else "",
-                f"{p['parameters'] / 1e6:.2f}M" if first else "",
-                (f"{nll:.3f} ({p['nll_kind']})" if nll is not None else "- (none)") if first else "",
-                s["variant"] or "-", str(s["nfe"]), f"{1000 * s['seconds_per_sample']:.1f}",
-                f"{p['train_steps']}" if first else "", f"{p['train_time_s']:.0f}" if first else ""])
+    judge = metrics.get("judge")
+    judge_line = (f"judge: {100 * judge['test_accuracy']:.1f}% on the real test split; FD of "
+                  f"{next(iter(judge['reference'].values()))['n_per_set']} signals per seed "
+                  f"against the real test split" if judge else
+                  "judge: none (unlabelled data, no judge for this modality, or evaluate.judge "
+                  "off)")
     return "\n".join([
         f"run {metrics['run']} ({metrics['device']}, {metrics['precision']}): {run_dir}",
         "",
         table(["tokenizer", "grid", "codes", "PSNR dB", "MSE", "usage", "perplexity"], tok_rows),
         "",
-        table(["prior", "kind", "params", "NLL bits/token", "sampling", "NFE", "ms/sample",
-               "steps", "train s"], prior_rows),
+        judge_line,
+        table(PRIOR_HEADER, prior_rows(metrics)),
         "",
         f"samples: {run_dir / 'samples'}/<prior>/   metrics: {run_dir / 'metrics.json'}",
     ])

@@ -80,3 +80,17 @@ class TokenCache:
 
     def torch_sequences(self, split: str) -> Tensor:
         return torch.from_numpy(np.asarray(self.sequences(split), dtype=np.int64))
+
+
+def digest(dir: Path) -> str:
+    """SHA-256 of every array in a token cache (tokens, labels, codebook): two runs whose caches
+    have the same digest trained their priors on the very same tokens."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(Path(dir).glob("*.npy")):
+        h.update(path.name.encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]

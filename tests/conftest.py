@@ -21,8 +21,19 @@ TINY: dict[str, Any] = {
     "train": {"tokenizer": {"steps": 40, "batch_size": 32, "warmup_steps": 5},
               "prior": {"steps": 40, "batch_size": 32, "warmup_steps": 5}},
     "sample": {"n_per_class": 2},
+    "evaluate": {"judge_steps": 60},
     "precision": "fp32",
 }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def judge_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Judges are cached per user; tests keep theirs to themselves (one per session)."""
+    import os
+
+    path = tmp_path_factory.mktemp("diffvq-cache")
+    os.environ["DIFFVQ_CACHE"] = str(path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,26 @@ def test_run_writes_the_documented_layout(first):
     assert sampling["files"] == ["samples/gpt/grid.png"]
     assert json.loads((d / "metrics.json").read_text()) == metrics
     tokens = np.load(d / "samples/gpt/tokens.npy")
-    assert tokens.shape == (20, 4, 4)  # 2 per class x 10 digits, 4x4 grid
+    assert tokens.shape == (3, 20, 4, 4)  # 3 seeds x 2 per class x 10 digits, 4x4 grid
+    assert not np.array_equal(tokens[0], tokens[1])  # each seed its own stream
+
+
+def test_metrics_hold_the_evaluation_protocol(first):
+    _, metrics = first
+    [s] = metrics["priors"]["gpt"]["sampling"]
+    assert s["seeds"] == 3 and s["n"] == 20 and 0 < s["distinct_share"] <= 1
+    assert s["seconds_per_sample_latency"] > 0 and s["peak_memory_mb"] > 0
+    assert s["peak_memory_mb_per_sample"] == pytest.approx(s["peak_memory_mb"] / 20)
+    j = s["judge"]
+    assert len(j["fd_per_seed"]) == 3 and j["fd_mean"] == pytest.approx(np.mean(j["fd_per_seed"]))
+    assert j["fd_std"] > 0 and j["n_per_set"] == 20
+    for key in ("accuracy", "precision", "recall"):
+        assert 0 <= j[key] <= 1, key
+    judge = metrics["judge"]
+    assert 0 < judge["test_accuracy"] <= 1 and judge["train_steps"] == 60
+    real, recon = judge["reference"]["real data"], judge["reference"]["tokenizer reconstructions"]
+    assert real["accuracy"] == pytest.approx(judge["test_accuracy"])
+    assert real["fd_mean"] < recon["fd_mean"]  # the tokenizer loses something; real data is the floor
 
 
 def test_token_cache_is_memory_mapped(first):

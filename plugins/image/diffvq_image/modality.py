@@ -13,11 +13,15 @@ from torch import Tensor
 from diffvq.interfaces import DataInfo
 from diffvq.storage import atomic_save
 
+from .judge import ImageJudge
+
 
 class ImageModality:
     """Grayscale or RGB images; galleries are PNG grids with one row per class."""
 
     name: ClassVar[str] = "image"
+    judge_train: ClassVar[dict] = {"steps": 1500, "batch_size": 64, "lr": 2e-3,
+                                   "warmup_steps": 50, "weight_decay": 1e-4}
 
     def __init__(self, info: DataInfo, *, gallery_scale: Annotated[int, Field(ge=1, le=16)] = 3,
                  gallery_columns: Annotated[int, Field(ge=1)] = 16):
@@ -42,6 +46,12 @@ class ImageModality:
         mse = err.pow(2).mean(1).clamp_min(1e-10)  # [N]
         return {"psnr_db": float((10 * torch.log10(1 / mse)).mean()),
                 "mae": float(err.abs().mean())}
+
+    def judge(self) -> ImageJudge:
+        """A small CNN classifier of model tensors for judge FD and class accuracy."""
+        if not self.info.n_classes:
+            raise ValueError("a judge needs labelled data (class sub-folders)")
+        return ImageJudge(self.info.shape[0], self.info.n_classes)
 
     def _to_pil(self, img: Tensor) -> Image.Image:
         arr = (img.clamp(0, 1) * 255).round().byte().cpu().numpy()  # [C, H, W]

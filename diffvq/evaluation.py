@@ -1,0 +1,76 @@
+"""The fixed evaluation protocol in a judge's feature space, the same for every prior.
+
+Judge Fréchet distance (FD) compares a set of generated signals with the real test split; it is
+biased upwards for small sets, so every figure here uses sets of the same size: `n` samples per
+sampling seed for a prior, and `n` real *training* signals (class-balanced, one subset per seed)
+for the floor. The floor rows are what a perfect prior would score (real data) and what a
+perfect prior over this tokenizer's codes would score at best (reconstructions of real data).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .judge import TrainedJudge
+from .stats import frechet_distance, mean_cov, precision_recall
+
+
+def balanced_subset(labels: np.ndarray, per_class: int, n_classes: int, seed: int) -> np.ndarray:
+    """Indices of `per_class` examples of each class (fewer where a class has fewer), drawn
+    without replacement by a seeded generator; unlabelled data (0 classes): `per_class` in all."""
+    rng = np.random.default_rng(seed)
+    if not n_classes:
+        return rng.permutation(len(labels))[:per_class]
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(n_classes)]
+    return np.concatenate(picks)
+
+
+class JudgeEvaluation:
+    """Scores sets of model tensors against the real test split in one judge's feature space."""
+
+    def __init__(self, judge: TrainedJudge, test_x: Tensor, test_y: Tensor, k: int = 3):
+        self.judge = judge
+        self.k = k
+        self.test_features = judge.features(test_x)  # [N_test, F]
+        self.test_stats = mean_cov(self.test_features)
+        self.test_y = test_y.numpy()
+
+    def accuracy(self, x: Tensor, labels: np.ndarray) -> float:
+        return float((self.judge.predict(x) == np.asarray(labels)).mean())
+
+    def score(self, sets: list[Tensor], labels: np.ndarray | None) -> dict[str, Any]:
+        """`sets`: one `[n, C, ...]` tensor per sampling seed (labels `[n]`, the same for each).
+        FD per set (mean and sample std over sets); accuracy averaged over sets; precision and
+        recall with all sets pooled (a k-NN manifold needs the samples)."""
+        feats = [self.judge.features(x) for x in sets]
+        fds = [frechet_distance(*mean_cov(f), *self.test_stats) for f in feats]
+        precision, recall = precision_recall(self.test_features, np.concatenate(feats), self.k)
+        acc = None
+        if labels is not None:
+            acc = float(np.mean([self.accuracy(x, labels) for x in sets]))
+        return {"fd_mean": float(np.mean(fds)),
+                "fd_std": float(np.std(fds, ddof=1)) if len(fds) > 1 else 0.0,
+                "fd_per_seed": fds, "accuracy": acc, "precision": precision, "recall": recall,
+                "n_per_set": len(sets[0]), "sets": len(sets)}
+
+
+def reference_rows(ev: JudgeEvaluation, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
+                   reconstruct: Callable[[Tensor], Tensor], per_class: int, n_classes: int,
+                   seeds: list[int]) -> dict[str, dict[str, Any]]:
+    """The floor: real training signals and their tokenizer reconstructions, in sets the size
+    of a prior's, scored like samples; accuracy on the real test split and on its
+    reconstructions (what the tokenizer alone keeps of the class)."""
+    x, y = train
+    subsets = [torch.from_numpy(balanced_subset(y.numpy(), per_class, n_classes, s)) for s in seeds]
+    real = [x[i] for i in subsets]
+    recon = [reconstruct(r) for r in real]
+    rows = {"real data": ev.score(real, None), "tokenizer reconstructions": ev.score(recon, None)}
+    if n_classes:
+        rows["real data"]["accuracy"] = ev.accuracy(test[0], test[1].numpy())
+        rows["tokenizer reconstructions"]["accuracy"] = ev.accuracy(reconstruct(test[0]),
+                                                                    test[1].numpy())
+    return rows

@@ -1,0 +1,197 @@
+"""`report.html`: the comparison table (best of each column marked), quality-vs-cost plots, a
+gallery per prior and sampling setting, the finding at matched quality, the recipe and package
+versions. One self-contained file: images and audio are embedded, nothing is fetched."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from . import finding, summary
+
+# table columns: (header, direction) where direction is "min", "max" or None (not ranked)
+COLUMNS: list[tuple[str, str | None]] = [
+    ("prior", None), ("kind", None), ("params", None), ("NLL bits/token", "min"),
+    ("sampling", None), ("NFE", "min"), ("judge FD", "min"), ("acc", "max"), ("prec", "max"),
+    ("recall", "max"), ("distinct", "max"), ("ms 1-at-a-time", "min"),
+    ("ms/sample batch", "min"), ("MB/sample", "min"), ("train s", None)]
+assert [c for c, _ in COLUMNS] == summary.PRIOR_HEADER
+
+CSS = """
+body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}
+h1{font-size:1.6em} h2{margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}
+th,td{padding:4px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
+th{background:#f5f5f5;position:sticky;top:0}
+td:nth-child(-n+2),th:nth-child(-n+2){text-align:left} .wide{overflow-x:auto}
+tr.reference td{color:#666;font-style:italic} td.best{font-weight:bold;background:#e3f4e3}
+.finding{background:#fff8e0;border-left:4px solid #e0b000;padding:.6em 1em;margin:1em 0}
+.gallery{display:flex;flex-wrap:wrap;gap:1em} .gallery figure{margin:0}
+figcaption{font-size:13px;color:#555} img{max-width:100%} pre{background:#f7f7f7;padding:1em;
+overflow:auto;font-size:12px}
+"""
+
+
+def data_uri(path: Path) -> str:
+    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def _number(cell: str) -> float | None:
+    """The leading number of a table cell ("12.3 ± 0.4", "91%", "3.13 (exact)"), or None."""
+    head = cell.split(" ")[0].rstrip("%M")
+    try:
+        return float(head)
+    except ValueError:
+        return None
+
+
+def table_html(metrics: dict[str, Any]) -> str:
+    """The summary table as HTML; in each ranked column the best prior row is marked."""
+    rows = summary.prior_rows(metrics)
+    n_ref = len((metrics.get("judge") or {}).get("reference") or {})
+    best: dict[int, float] = {}
+    for i, (_, direction) in enumerate(COLUMNS):
+        values = [v for r in rows[n_ref:] if (v := _number(r[i])) is not None]
+        if direction and values:
+            best[i] = min(values) if direction == "min" else max(values)
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c, _ in COLUMNS) + "</tr>"]
+    for r, row in enumerate(rows):
+        cls = ' class="reference"' if r < n_ref else ""
+        cells = []
+        for i, cell in enumerate(row):
+            mark = r >= n_ref and i in best and _number(cell) == best[i]
+            cells.append(f'<td{" class=best" if mark else ""}>{html.escape(cell)}</td>')
+        out.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def plot_png(metrics: dict[str, Any]) -> bytes | None:
+    """Judge FD against NFE, against ms per sample one at a time and in batches: one line per
+    prior across its sampling settings (a point for a single setting), the floor as lines."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [("nfe", "network evaluations per sample", 1),
+          ("seconds_per_sample_latency", "ms per sample, one at a time", 1000),
+          ("seconds_per_sample", "ms per sample, in batches", 1000)]
+    series = [(k, p, [v for v in p["sampling"] if v.get("judge")]) for k, p in metrics["priors"].items()]
+    series = [s for s in series if s[2]]
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
+    refs = (metrics.get("judge") or {}).get("reference") or {}
+    for ax, (key, label, scale) in zip(axes, xs):
+        for name, p, rows in series:
+            pts = sorted((v[key] * scale, v["judge"]["fd_mean"], v["judge"]["fd_std"])
+                         for v in rows if v.get(key) is not None)
+            if not pts:
+                continue
+            x, y, e = zip(*pts)
+            style = "s" if p["name"] == "autoregressive" else "o-"
+            ax.errorbar(x, y, yerr=e, fmt=style, capsize=3, markersize=7 if len(x) == 1 else 5,
+                        label=f"{name} ({p['name']})")
+        for (ref_name, ref), ls in zip(refs.items(), (":", "--")):
+            ax.axhline(ref["fd_mean"], color="grey", ls=ls, lw=1, label=ref_name)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel(label)
+        ax.set_ylabel("judge FD (lower is better)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _media(path: Path, caption: str) -> str:
+    if not path.is_file():
+        return f"<p>missing: {html.escape(str(path))}</p>"
+    uri = data_uri(path)
+    ext = path.suffix.lower()
+    if ext in (".png", ".jpg", ".jpeg", ".gif", ".svg"):
+        body = f'<img src="{uri}" alt="{html.escape(caption)}">'
+    elif ext in (".wav", ".flac", ".ogg", ".mp3"):
+        body = f'<audio controls preload="none" src="{uri}"></audio>'
+    else:
+        body = f'<a download="{html.escape(path.name)}" href="{uri}">{html.escape(path.name)}</a>'
+    return f"<figure>{body}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
+def gallery_html(metrics: dict[str, Any], run_dirs: dict[str, Path]) -> str:
+    """Every prior's files per sampling setting; `run_dirs` maps a prior key to its run dir."""
+    parts = []
+    for key, p in metrics["priors"].items():
+        parts.append(f"<h3>{html.escape(key)} <small>({html.escape(p['name'])})</small></h3>")
+        figs = []
+        for v in p["sampling"]:
+            j = v.get("judge")
+            cap = (f"{v['variant'] or 'default'} · NFE {v['nfe']}"
+                   + (f" · judge FD {j['fd_mean']:.2f}" if j else ""))
+            figs += [_media(run_dirs[key] / f, cap) for f in v.get("files", [])]
+        parts.append(f'<div class="gallery">{"".join(figs)}</div>')
+    return "\n".join(parts)
+
+
+def write_report(metrics: dict[str, Any], run_dirs: dict[str, Path], out: Path,
+                 recipes: dict[str, str], title: str) -> Path:
+    """Write the self-contained report to `out`. `recipes`: run name -> resolved recipe text."""
+    from .storage import atomic_save
+
+    t = metrics["tokenizer"]
+    tok = summary.table(["tokenizer", "grid", "codes", "PSNR dB", "MSE", "usage", "perplexity"],
+                        [[t["name"], "x".join(map(str, t["grid_shape"])), str(t["codebook_size"]),
+                          summary._fmt(t.get("psnr_db"), ".2f"), summary._fmt(t.get("recon_mse"), ".4f"),
+                          f"{100 * t['codebook_usage']:.1f}%", f"{t['perplexity']:.1f}"]])
+    judge = metrics.get("judge")
+    if judge:
+        ref = next(iter(judge["reference"].values()))
+        judge_txt = (f"Judge: a classifier trained on the real training split, "
+                     f"{100 * judge['test_accuracy']:.1f}% accurate on the real test split. "
+                     f"Judge FD is the Fréchet distance between its penultimate features of "
+                     f"{ref['n_per_set']} signals and of the real test split, mean ± std over "
+                     f"{ref['sets']} sampling seeds (not Inception FID: no downloaded weights). "
+                     f"The grey rows are the floor: sets of real training signals, and their "
+                     f"tokenizer reconstructions (their accuracy is on the real test split and "
+                     f"its reconstructions). Precision/recall: k-NN manifolds in judge features.")
+    else:
+        judge_txt = "No judge: unlabelled data, or a modality without one; FD and accuracy are absent."
+    nll_note = ("NLL is bits per token on the held-out split: exact for autoregressive priors, "
+                "an upper bound (ELBO) for discrete diffusion, none for continuous latent "
+                "diffusion (a density over vectors is not a likelihood of tokens).")
+    plot = plot_png(metrics)
+    findings = finding.describe(metrics)
+    env = metrics.get("environment") or {}
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>device {html.escape(str(metrics.get('device')))}, precision "
+        f"{html.escape(str(metrics.get('precision')))}; data {html.escape(metrics['data']['name'])}"
+        f" ({metrics['data'].get('train', '?')} train / {metrics['data'].get('test', '?')} test)</p>",
+        *(f'<div class="finding">{html.escape(s)}</div>' for s in findings),
+        "<h2>Priors</h2>", f'<div class="wide">{table_html(metrics)}</div>', f"<p>{html.escape(judge_txt)}</p>",
+        f"<p>{html.escape(nll_note)} Best value of each column in green.</p>",
+        "<h2>Quality against cost</h2>",
+        (f'<img alt="judge FD against cost" src="data:image/png;base64,'
+         f'{base64.b64encode(plot).decode()}">' if plot else "<p>No judge figures to plot.</p>"),
+        "<h2>Tokenizer</h2>", f"<pre>{html.escape(tok)}</pre>",
+        "<h2>Samples</h2>", gallery_html(metrics, run_dirs),
+        "<h2>Recipe and versions</h2>",
+        *(f"<h3>{html.escape(name)}</h3><pre>{html.escape(text)}</pre>"
+          for name, text in recipes.items()),
+    ]
+    if env:
+        body.append(f"<pre>{html.escape(str(env))}</pre>")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")
+    atomic_save(out, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    return out

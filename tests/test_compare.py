@@ -1,0 +1,136 @@
+"""`diffvq compare`: the report holds every prior and metric, runs over different tokens are
+refused, the finding at matched quality says what the figures say, the judge is accurate."""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffvq import finding
+from diffvq.cli import main
+from diffvq.judge import get_judge
+from diffvq.report import COLUMNS
+from diffvq.trainer import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """One tiny recipe with an autoregressive and a masked prior (a sweep of steps), compared."""
+    from conftest import TINY
+    import yaml
+
+    d = tmp_path_factory.mktemp("compare")
+    recipe = copy.deepcopy(TINY)
+    recipe["priors"]["maskgit"] = {"name": "masked-diffusion", "n_layer": 1, "n_head": 2,
+                                   "n_embd": 32, "sample": {"steps": [2, 4]}}
+    path = d / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["compare", str(path), "--runs-dir", str(d / "runs"), "--quiet"]) == 0
+    return d / "runs" / "tiny", path
+
+
+def test_report_holds_every_prior_metric_plot_and_gallery(compared, capsys):
+    run_dir, _ = compared
+    page = (run_dir / "report.html").read_text()
+    for header, _ in COLUMNS:
+        assert f"<th>{header}</th>" in page
+    for text in ("gpt", "maskgit", "steps-2", "steps-4", "real data", "tokenizer reconstructions",
+                 "judge FD against cost", "Recipe and versions", "torch"):
+        assert text in page, text
+    # galleries and the plot are embedded, nothing is linked from outside
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 4  # 3 galleries + 1 plot
+    assert "http://" not in page and "https://" not in page
+    assert page.count('class=best') >= 8  # a best value marked in each ranked column
+
+
+def test_finding_names_the_quality_matched_regimes():
+    def row(nfe, fd, lat, batch, variant=""):
+        return {"variant": variant, "nfe": nfe, "batch_size": 64, "judge": {"fd_mean": fd},
+                "seconds_per_sample_latency": lat, "seconds_per_sample": batch}
+
+    metrics = {"device": "cpu", "precision": "bf16", "priors": {
+        "gpt": {"name": "autoregressive", "sampling": [row(49, 10.0, 0.050, 0.002)]},
+        "mask": {"name": "masked-diffusion", "sampling": [
+            row(4, 14.0, 0.004, 0.001, "steps-4"), row(8, 10.9, 0.008, 0.004, "steps-8"),
+            row(16, 9.0, 0.016, 0.008, "steps-16")]},
+        "bad": {"name": "latent-diffusion", "sampling": [row(10, 30.0, 0.01, 0.01, "steps-10")]}}}
+    [mask, bad] = finding.quality_matched(metrics)
+    assert mask.variant["variant"] == "steps-8"  # the fewest steps within 10 % (10.9 <= 11)
+    assert mask.latency_speedup == pytest.approx(0.050 / 0.008)
+    assert mask.batch_speedup == pytest.approx(0.002 / 0.004)
+    assert bad.variant is None and bad.latency_speedup is None
+    text = " ".join(finding.describe(metrics))
+    assert "mask (masked-diffusion) matches gpt's judge FD within 10% at NFE 8" in text
+    assert "mask is 6.2x faster" in text and "gpt (autoregressive) is 2.0x faster" in text
+    assert "no sampling setting of bad (latent-diffusion) tried came within 10%" in text
+
+
+def test_runs_with_the_same_tokens_merge(compared, tmp_path, capsys):
+    run_dir, _ = compared
+    twin = tmp_path / "twin"
+    shutil.copytree(run_dir, twin)
+    out = tmp_path / "out"
+    assert main(["compare", str(run_dir), str(twin), "--out", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "tiny/gpt" in page and "tiny/maskgit" in page
+    assert (out / "metrics.json").is_file()
+
+
+def test_runs_with_different_token_caches_are_refused(compared, tmp_path, capsys):
+    run_dir, recipe = compared
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    tokens = other / "tokens" / "test.tokens.npy"
+    data = bytearray(tokens.read_bytes())
+    data[-1] ^= 1  # one token differs
+    tokens.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["compare", str(run_dir), str(other), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "have different token caches" in err and "cannot be compared" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert main(["compare", str(tmp_path / "nowhere"), str(run_dir)]) == 2
+    assert main(["compare", str(tmp_path)]) == 2  # a directory that is not a run
+    assert "not a finished run" in capsys.readouterr().err
+
+
+def test_image_judge_is_accurate_on_real_test_data(plugins, tmp_path):
+    reg = plugins.registry
+    data = reg.entries["dataset"]["digits"].cls()
+    modality = reg.entries["modality"]["image"].cls(info=data.info())
+    (x, y), (xt, yt) = data.load("train"), data.load("test")
+    cfg = TrainConfig(**{**modality.judge_train, "steps": 300})
+    judge = get_judge(modality, "digits-test", (modality.to_model(x), y),
+                      (modality.to_model(xt), yt), cfg, seed=0, device=torch.device("cpu"),
+                      progress=False, log=lambda m: None)
+    assert judge.info["test_accuracy"] > 0.9
+    again = get_judge(modality, "digits-test", (modality.to_model(x), y),
+                      (modality.to_model(xt), yt), cfg, seed=0, device=torch.device("cpu"),
+                      progress=False, log=lambda m: None)  # from the cache, the same network
+    assert again.info == judge.info
+    assert (again.predict(modality.to_model(xt)) == judge.predict(modality.to_model(xt))).all()
+
+
+def test_report_renders_in_headless_chromium(compared, tmp_path):
+    """The browser sees the table, the plot and the galleries (all images decoded)."""
+    import shutil as sh
+    import subprocess
+
+    browser = sh.which("chromium") or sh.which("chromium-browser") or sh.which("google-chrome")
+    if browser is None:
+        pytest.skip("no Chromium here (Debian: apt-get install chromium)")
+    run_dir, _ = compared
+    script = ("<script>window.onload=()=>{document.title=[...document.images].filter("
+              "i=>i.complete&&i.naturalWidth>0).length+' images'}</script>")
+    page = tmp_path / "report.html"
+    page.write_text((run_dir / "report.html").read_text().replace("</head>", script + "</head>"))
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert "<title>4 images</title>" in dom  # 3 galleries + the plot, all decoded
+    assert "<table>" in dom and "maskgit" in dom and "judge FD" in dom
