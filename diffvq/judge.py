@@ -53,7 +53,9 @@ def get_judge(modality: Any, key: str, train: tuple[Tensor, Tensor], test: tuple
               log: Any = print) -> TrainedJudge:
     """The modality's judge for this data, from the cache or trained now (resumable)."""
     d = cache_root() / "judges" / key
-    module = modality.judge()
+    with torch.random.fork_rng(devices=[]):  # the same judge whichever run trains it first
+        torch.manual_seed(seed)
+        module = modality.judge()
     meta = d / "judge.json"
     if meta.is_file():
         try:

@@ -133,7 +133,8 @@ class Run:
                                         r.seed, self.precision)
         self.fp_tokens = fingerprint(self.fp_tokenizer, "tokens-v1")
         self.fp_prior = {k: fingerprint(self.fp_tokens, p.name, p.params, _train_fp(p.train),
-                                        r.seed, self.precision) for k, p in r.priors.items()}
+                                        r.seed, self.precision, "prior-v2")
+                         for k, p in r.priors.items()}
         self.fp_samples = {(k, name): fingerprint("samples-v3", self.fp_prior[k], options,
                                                   r.sample.model_dump(), r.decoder.to_dict(), r.seed,
                                                   self.precision)
@@ -195,6 +196,7 @@ class Run:
         def work() -> dict[str, Any]:
             x, _ = self.data("train")
             input_shape = tuple(x.shape[1:])
+            torch.manual_seed(r.seed)  # the initial weights depend on the seed alone, not on history
             tok = r.tokenizer.cls(input_shape=input_shape, **r.tokenizer.params)
             log(f"tokenizer: training {r.tokenizer.name} ({count_parameters(tok):,} parameters) "
                 f"for {r.tokenizer_train.steps} steps on {len(x)} examples, {self.device}/{self.precision}")
@@ -247,6 +249,10 @@ class Run:
         def work() -> dict[str, Any]:
             cache = self.token_cache()
             codebook = cache.codebook()
+            seed = derived_seed(r.seed, "prior", key)
+            # seeded here, so a prior's initial weights do not depend on which stages ran
+            # before it in this process (a re-run that skips the tokenizer gives the same prior)
+            torch.manual_seed(seed)
             prior = build_prior(p.cls, cache.spec, p.params, codebook)
             arrays: dict[str, Any] = {"tokens": cache.sequences("train")}
             if cache.spec.n_classes:
@@ -254,7 +260,6 @@ class Run:
             n_params = count_parameters(prior)
             log(f"prior {key}: training {p.name} ({n_params:,} parameters) for {p.train.steps} "
                 f"steps, {self.device}/{self.precision}")
-            seed = derived_seed(r.seed, "prior", key)
             trainer = self._trainer(p.train, out, self.fp_prior[key], seed, f"prior {key}")
             result = trainer.fit(prior, Batches(arrays, p.train.batch_size, seed))
             injected: dict[str, Any] = {"spec": cache.spec}
@@ -398,7 +403,7 @@ class Run:
         cfg = TrainConfig(**{**getattr(self.modality, "judge_train", {}),
                              **({"steps": ev.judge_steps} if ev.judge_steps else {})})
         key = fingerprint(self.fp_data, type(self.modality).__qualname__, _train_fp(cfg),
-                          "judge-v1")
+                          "judge-v2")
         return f"{r.data.name}-{key}", cfg
 
     def judge_evaluation(self) -> JudgeEvaluation | None:

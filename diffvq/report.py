@@ -102,6 +102,7 @@ def plot_png(metrics: dict[str, Any]) -> bytes | None:
         for (ref_name, ref), ls in zip(refs.items(), (":", "--")):
             ax.axhline(ref["fd_mean"], color="grey", ls=ls, lw=1, label=ref_name)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(label)

@@ -114,6 +114,12 @@ def test_image_judge_is_accurate_on_real_test_data(plugins, tmp_path):
                       progress=False, log=lambda m: None)  # from the cache, the same network
     assert again.info == judge.info
     assert (again.predict(modality.to_model(xt)) == judge.predict(modality.to_model(xt))).all()
+    torch.manual_seed(99)  # trained afresh after other work: the same network all the same
+    fresh = get_judge(modality, "digits-test-2", (modality.to_model(x), y),
+                      (modality.to_model(xt), yt), cfg, seed=0, device=torch.device("cpu"),
+                      progress=False, log=lambda m: None)
+    for a, b in zip(fresh.module.state_dict().values(), judge.module.state_dict().values()):
+        assert torch.equal(a, b)
 
 
 def test_report_renders_in_headless_chromium(compared, tmp_path):

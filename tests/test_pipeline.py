@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from diffvq import recipe as recipe_mod
@@ -141,6 +142,25 @@ def test_same_recipe_and_seed_give_the_same_tokens_and_samples(first, tiny, writ
         assert np.array_equal(np.load(job.run_dir / f), np.load(other.run_dir / f)), f
     assert metrics["priors"]["gpt"]["nll_bits_per_token"] == \
         metrics2["priors"]["gpt"]["nll_bits_per_token"]
+
+
+def test_a_prior_does_not_depend_on_which_stages_ran_before_it(first, tiny, write_recipe,
+                                                                tmp_path, plugins):
+    """A run that finds the tokenizer and tokens done (and so skips them) trains the very same
+    prior as a run that made them: initial weights come from the stage's seed, not history."""
+    import shutil
+
+    job, _ = first
+    other = tmp_path / "partial" / "tiny"
+    for part in ("tokenizer", "tokens"):
+        shutil.copytree(job.run_dir / part, other / part)
+    (other / "stages").mkdir(parents=True)
+    for stage in ("tokenizer", "tokens"):
+        shutil.copy(job.run_dir / "stages" / f"{stage}.json", other / "stages")
+    torch.manual_seed(1234)  # whatever the process did before
+    again, _ = run(tiny, write_recipe, tmp_path / "partial", plugins)
+    f = "priors/gpt/model.safetensors"
+    assert (job.run_dir / f).read_bytes() == (again.run_dir / f).read_bytes()
 
 
 def test_interrupted_prior_training_resumes(tiny, write_recipe, tmp_path, plugins, monkeypatch):
