@@ -42,6 +42,9 @@ PROVIDERS: dict[tuple[str, str], str] = {
        for d in ("mnist", "fashion-mnist", "digits", "folder")},
     ("prior", "multinomial-diffusion"): "diffvq-multinomial (pip install -e plugins/multinomial)",
     ("prior", "latent-diffusion"): "diffvq-latent (pip install -e plugins/latent)",
+    ("modality", "audio"): "diffvq-audio (pip install -e plugins/audio)",
+    ("dataset", "audio-folder"): "diffvq-audio (pip install -e plugins/audio)",
+    ("dataset", "spoken-digits"): "diffvq-speech (pip install -e plugins/speech)",
 }
 
 

@@ -149,11 +149,7 @@ def write_report(metrics: dict[str, Any], run_dirs: dict[str, Path], out: Path,
     """Write the self-contained report to `out`. `recipes`: run name -> resolved recipe text."""
     from .storage import atomic_save
 
-    t = metrics["tokenizer"]
-    tok = summary.table(["tokenizer", "grid", "codes", "PSNR dB", "MSE", "usage", "perplexity"],
-                        [[t["name"], "x".join(map(str, t["grid_shape"])), str(t["codebook_size"]),
-                          summary._fmt(t.get("psnr_db"), ".2f"), summary._fmt(t.get("recon_mse"), ".4f"),
-                          f"{100 * t['codebook_usage']:.1f}%", f"{t['perplexity']:.1f}"]])
+    tok = summary.tokenizer_table(metrics["tokenizer"])
     judge = metrics.get("judge")
     if judge:
         ref = next(iter(judge["reference"].values()))

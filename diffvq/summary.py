@@ -60,11 +60,22 @@ PRIOR_HEADER = ["prior", "kind", "params", "NLL bits/token", "sampling", "NFE", 
                 "MB/sample", "train s"]
 
 
+TOKENIZER_KEYS = {"name", "codebook_size", "grid_shape", "recon_mse", "codebook_usage", "perplexity",
+                  "parameters", "train_steps", "train_time_s"}
+
+
+def tokenizer_table(t: dict[str, Any]) -> str:
+    """The tokenizer's figures, with whatever reconstruction metrics its modality reports
+    (PSNR for images, log-mel L1 and spectral convergence for audio)."""
+    extra = [k for k in t if k not in TOKENIZER_KEYS and isinstance(t[k], (int, float))]
+    row = [t["name"], "x".join(map(str, t["grid_shape"])), str(t["codebook_size"]),
+           *(_fmt(t[k], ".3f") for k in extra), _fmt(t.get("recon_mse"), ".4f"),
+           f"{100 * t['codebook_usage']:.1f}%", _fmt(t["perplexity"], ".1f")]
+    return table(["tokenizer", "grid", "codes", *extra, "MSE (model space)", "usage",
+                  "perplexity"], [row])
+
+
 def format_summary(metrics: dict[str, Any], run_dir: Path) -> str:
-    t = metrics["tokenizer"]
-    tok_rows = [[t["name"], "x".join(map(str, t["grid_shape"])), str(t["codebook_size"]),
-                 _fmt(t.get("psnr_db"), ".2f"), _fmt(t.get("recon_mse"), ".4f"),
-                 f"{100 * t['codebook_usage']:.1f}%", _fmt(t["perplexity"], ".1f")]]
     judge = metrics.get("judge")
     judge_line = (f"judge: {100 * judge['test_accuracy']:.1f}% on the real test split; FD of "
                   f"{next(iter(judge['reference'].values()))['n_per_set']} signals per seed "
@@ -74,7 +85,7 @@ def format_summary(metrics: dict[str, Any], run_dir: Path) -> str:
     return "\n".join([
         f"run {metrics['run']} ({metrics['device']}, {metrics['precision']}): {run_dir}",
         "",
-        table(["tokenizer", "grid", "codes", "PSNR dB", "MSE", "usage", "perplexity"], tok_rows),
+        tokenizer_table(metrics["tokenizer"]),
         "",
         judge_line,
         table(PRIOR_HEADER, prior_rows(metrics)),

@@ -1,0 +1,164 @@
+"""`audio-folder`: your own recordings, `path/<class>/*.wav|flac|ogg|mp3` (one sub-folder per
+class), or files directly in `path` (unlabelled). Any sample rate and channel count: every file is
+mixed down to mono, resampled to `sample_rate` and cut or padded to one clip length.
+
+Signals are float tensors `[N, T]` in [-1, 1]. T is `seconds` rounded to a multiple of 2048
+samples (8 frames of the default 256-sample hop), so the log-mel frames divide by 8 and a VQ-VAE
+that downsamples by up to 8 needs no padding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from diffvq.errors import UserError
+from diffvq.interfaces import DataInfo
+
+from .io import (AUDIO_SUFFIXES, UNSUPPORTED_AUDIO_SUFFIXES, AudioFileError, LengthMode,
+                 check_not_silent, fit_length, read_audio, resample)
+from .mel import aligned_samples
+
+CANDIDATE_SUFFIXES = AUDIO_SUFFIXES | UNSUPPORTED_AUDIO_SUFFIXES  # files a folder scan looks at
+
+
+def split_per_class(labels: np.ndarray, test_fraction: float, seed: int = 0
+                    ) -> dict[str, np.ndarray]:
+    """Indices of a stratified train/test split, reproducible from `seed`: each class gives
+    round(test_fraction * n) examples to the test set (at least one when it has two or more and
+    test_fraction > 0, never all of them)."""
+    rng = np.random.default_rng(seed)
+    train, test = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        k = int(round(test_fraction * len(idx)))
+        if len(idx) < 2:
+            k = 0
+        elif test_fraction > 0:
+            k = min(max(k, 1), len(idx) - 1)
+        test.append(idx[:k])
+        train.append(idx[k:])
+    return {"train": np.sort(np.concatenate(train)), "test": np.sort(np.concatenate(test))}
+
+
+class AudioFolder:
+    """Your own audio files, one sub-folder per class (or none: unlabelled)."""
+
+    name: ClassVar[str] = "audio-folder"
+    modality: ClassVar[str] = "audio"
+
+    def __init__(self, *, path: str,
+                 sample_rate: Annotated[int, Field(ge=1000, le=384000)] = 16000,
+                 seconds: Annotated[float, Field(gt=0, le=600)] = 1.0,
+                 length: LengthMode = "pad-or-trim",
+                 on_error: Literal["raise", "skip"] = "raise",
+                 test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2,
+                 seed: int = 0):
+        """`length`: `pad-or-trim` keeps each file's start, `center` its middle (see
+        `diffvq_audio.io.fit_length`). `on_error`: `raise` stops at the first file that cannot
+        be used (empty, truncated, not audio, unsupported format, silent); `skip` leaves such
+        files out and says so once on stderr."""
+        self.path = Path(path).expanduser()
+        self.sample_rate = sample_rate
+        self.n_samples = aligned_samples(seconds, sample_rate)
+        self.length: LengthMode = length
+        self.on_error = on_error
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self._scan: tuple[tuple[str, ...], list[tuple[Path, int]]] | None = None
+        self._loaded: tuple[Tensor, np.ndarray] | None = None
+        self.skipped: list[AudioFileError] = []  # filled by load() in skip mode
+
+    def _files(self) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+        """(class names, [(file, label)]), sorted; unlabelled folders have no class names."""
+        if self._scan is not None:
+            return self._scan
+        if not self.path.is_dir():
+            raise UserError(f"data.path: {self.path} is not a folder")
+
+        def audio(d: Path) -> list[Path]:
+            return sorted(p for p in d.iterdir()
+                          if p.is_file() and p.suffix.lower() in CANDIDATE_SUFFIXES
+                          and not p.name.startswith("."))
+
+        classes = sorted(d.name for d in self.path.iterdir()
+                         if d.is_dir() and not d.name.startswith("."))
+        top = audio(self.path)
+        if classes and top:
+            raise UserError(f"data.path: {self.path} holds both audio files ({top[0].name}, ...) "
+                            f"and class sub-folders; put every file in a class sub-folder")
+        if classes:
+            files = [(f, c) for c, name in enumerate(classes) for f in audio(self.path / name)]
+            empty = [name for name in classes if not audio(self.path / name)]
+            if empty:
+                raise UserError(f"data.path: class folder(s) {', '.join(empty)} in {self.path} "
+                                f"hold no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})")
+        else:
+            files = [(f, 0) for f in top]
+        if not files:
+            raise UserError(f"data.path: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) "
+                            f"found in {self.path}")
+        self._scan = (tuple(classes), files)
+        return self._scan
+
+    def info(self) -> DataInfo:
+        classes, _ = self._files()
+        return DataInfo("audio", (self.n_samples,), classes, sample_rate=self.sample_rate,
+                        extra={"seconds": self.n_samples / self.sample_rate})
+
+    def fingerprint(self) -> str:
+        _, files = self._files()
+        h = hashlib.sha256()
+        for f, label in files:
+            st = f.stat()
+            h.update(f"{f.relative_to(self.path)}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()[:16]
+
+    def read(self, path: Path) -> Tensor:
+        """One file as a clip `[n_samples]` at `sample_rate` (AudioFileError if unusable)."""
+        wave, sr = read_audio(path)
+        check_not_silent(wave, path)
+        return fit_length(resample(wave, sr, self.sample_rate), self.n_samples, self.length)
+
+    def _load_all(self) -> tuple[Tensor, np.ndarray]:
+        """Every usable file, read once: (clips `[N, T]`, labels `[N]`)."""
+        if self._loaded is not None:
+            return self._loaded
+        classes, files = self._files()
+        clips, labels, skipped = [], [], []
+        for f, label in files:
+            try:
+                clips.append(self.read(f))
+                labels.append(label)
+            except AudioFileError as exc:
+                if self.on_error == "raise":
+                    raise AudioFileError(exc.path, f"{exc.reason} (data.on_error=skip leaves "
+                                                   f"unusable files out)") from None
+                skipped.append(exc)
+        self.skipped = skipped
+        if skipped:
+            shown = "; ".join(f"{e.path.relative_to(self.path)}: {e.reason}" for e in skipped[:3])
+            more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+            print(f"audio-folder: skipped {len(skipped)} of {len(files)} files in {self.path} "
+                  f"that could not be used ({shown}{more})", file=sys.stderr)
+        counts = np.bincount(np.array(labels, dtype=np.int64), minlength=max(len(classes), 1))
+        lost = [name for name, n in zip(classes, counts) if n == 0]
+        if not labels or lost:
+            where = f"class folder(s) {', '.join(lost)} in {self.path}" if lost else str(self.path)
+            raise UserError(f"data.path: {where}: none of the audio files could be used "
+                            f"({len(skipped)} skipped)")
+        self._loaded = (torch.stack(clips), np.array(labels, dtype=np.int64))
+        return self._loaded
+
+    def load(self, split: str) -> tuple[Tensor, Tensor]:
+        x, labels = self._load_all()
+        idx = split_per_class(labels, self.test_fraction, self.seed)[split]
+        return x[torch.from_numpy(idx)], torch.from_numpy(labels[idx])
