@@ -124,6 +124,7 @@ def _media(path: Path, caption: str) -> str:
         body = f'<img src="{uri}" alt="{html.escape(caption)}">'
     elif ext in (".wav", ".flac", ".ogg", ".mp3"):
         body = f'<audio controls preload="none" src="{uri}"></audio>'
+        caption = f"{path.stem} · {caption}"
     else:
         body = f'<a download="{html.escape(path.name)}" href="{uri}">{html.escape(path.name)}</a>'
     return f"<figure>{body}<figcaption>{html.escape(caption)}</figcaption></figure>"
