@@ -1,0 +1,329 @@
+"""`bach-chorales` and `midi-folder`: scores rendered with the additive synthesizer, for the
+audio modality.
+
+`bach-chorales`: the Bach chorales bundled with music21 (Riemenschneider numbering; nothing is
+downloaded), repeats expanded, each part a voice with its own timbre, at the score's tempo or 120
+bpm, cut into consecutive `seconds`-long clips (near-silent clips dropped). Label: the chorale's
+mode, "major" or "minor" (music21's key analysis). Train and test are split by chorale, seeded: no
+chorale gives clips to both. A chorale that music21 cannot parse or expand is skipped; the reasons
+are counted, printed on stderr and given in `info().extra["skipped"]` (once generated).
+
+The clip length is `seconds` rounded to a multiple of 2048 samples (STFT hop 256 x VQ-VAE
+downsampling 8; `diffvq_audio.mel.aligned_samples`). The rendered corpus is cached as .npy files
+under `<diffvq cache>/datasets/bach-chorales-<hash>` (the hash covers every parameter and the
+music21 version): same parameters, byte-identical arrays.
+
+`midi-folder`: your MIDI files, `path/<class>/*.mid` (one sub-folder per class) or directly in
+`path` (unlabelled), parsed with music21 and rendered the same way (not cached: it is quick).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from diffvq.errors import UserError
+from diffvq.interfaces import DataInfo
+from diffvq_audio.mel import aligned_samples
+
+from . import chorales as ch
+
+FORMAT = "bach-chorales-v1"  # bump when the rendering procedure changes
+FILES = ("signals", "labels", "chorales")
+MIDI_SUFFIXES = {".mid", ".midi"}
+MIN_RMS = 1e-3  # about -60 dBFS: quieter clips (a long rest, the last release) are dropped
+
+
+def cache_dir() -> Path:
+    from diffvq.judge import cache_root
+
+    return cache_root() / "datasets"
+
+
+def _own_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("diffvq-music")
+    except PackageNotFoundError:
+        return "?"
+
+
+def split_groups(groups: list[int], test_fraction: float, seed: int) -> dict[str, set[int]]:
+    """Groups (chorales, files) -> train/test, seeded; at least one of each when there are two."""
+    perm = np.random.default_rng([seed, 0]).permutation(len(groups))
+    k = int(round(test_fraction * len(groups)))
+    if len(groups) >= 2 and test_fraction > 0:
+        k = min(max(k, 1), len(groups) - 1)
+    else:
+        k = 0
+    test = {groups[i] for i in perm[:k]}
+    return {"train": set(groups) - test, "test": test}
+
+
+class BachChorales:
+    """Bach's four-part chorales (music21's corpus), rendered; labels: major / minor.
+    Signals `[N, T]` float32 in [-1, 1] at `sample_rate`, labels `[N]`."""
+
+    name: ClassVar[str] = "bach-chorales"
+    modality: ClassVar[str] = "audio"
+
+    def __init__(self, *,
+                 seconds: Annotated[float, Field(gt=0, le=30)] = 2.048,
+                 max_chorales: Annotated[int, Field(gt=0)] | None = None,
+                 seed: int = 0,
+                 sample_rate: Annotated[int, Field(ge=4000, le=48000)] = 16000,
+                 test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2):
+        """seconds: clip length (rounded to a multiple of 2048 samples). max_chorales: use the
+        first N chorales in Riemenschneider order (None: all). seed: the train/test split of
+        chorales. test_fraction: share of chorales held out for the test split."""
+        self.seconds, self.max_chorales, self.seed = seconds, max_chorales, seed
+        self.sample_rate, self.test_fraction = sample_rate, test_fraction
+        self.n_samples = aligned_samples(seconds, sample_rate)
+
+    def params(self) -> dict:
+        return {"format": FORMAT, "n_samples": self.n_samples, "max_chorales": self.max_chorales,
+                "seed": self.seed, "sample_rate": self.sample_rate,
+                "test_fraction": self.test_fraction, "min_rms": MIN_RMS,
+                "music21": ch.music21_version()}
+
+    def cache_path(self) -> Path:
+        key = hashlib.sha256(json.dumps(self.params(), sort_keys=True).encode()).hexdigest()[:16]
+        return cache_dir() / f"bach-chorales-{key}"
+
+    def info(self) -> DataInfo:
+        extra: dict = {"seconds": self.n_samples / self.sample_rate}
+        try:  # the parse counts, when the corpus has been rendered already
+            meta = json.loads((self.cache_path() / "meta.json").read_text())
+            extra.update({k: meta[k] for k in ("used", "skipped", "counts", "split_chorales")})
+        except (OSError, ValueError, KeyError):
+            pass
+        return DataInfo("audio", (self.n_samples,), ch.MODES, sample_rate=self.sample_rate,
+                        extra=extra)
+
+    def fingerprint(self) -> str:
+        return "music21 " + ch.music21_version() + " / diffvq-music " + _own_version() + \
+            " / " + FORMAT
+
+    def load(self, split: str) -> tuple[Tensor, Tensor]:
+        a = self.arrays(split)
+        return torch.from_numpy(a["signals"]), torch.from_numpy(a["labels"])
+
+    def arrays(self, split: str) -> dict[str, np.ndarray]:
+        """A split's cached arrays: signals [N, T] float32, labels [N] int64 (0 major, 1 minor),
+        chorales [N] (Riemenschneider number); rendered on first use."""
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        d = self.cache_path()
+        try:
+            return _read_entry(d, split)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            pass  # missing or damaged: (re)generate
+        corpus, meta = self.generate()
+        _write_entry(d, corpus, {"params": self.params(), **meta})
+        return corpus[split]
+
+    def generate(self) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
+        """Parse, render and cut every chorale; split by chorale. Returns (arrays, counts)."""
+        top = ch.highest_chorale()
+        numbers = range(1, (top if self.max_chorales is None else min(top, self.max_chorales)) + 1)
+        skipped: Counter = Counter()
+        per: dict[int, tuple[np.ndarray, int]] = {}
+        for n in numbers:
+            where = f"chorale {n}"
+            try:
+                try:
+                    score = ch.load_chorale(n)
+                except Exception as e:
+                    raise ch.ScoreError(where, type(e).__name__, str(e)[:120]) from e
+                if score is None:
+                    raise ch.ScoreError(where, "not in corpus")
+                score = ch.expand(score, where)
+                label = ch.MODES.index(ch.mode_of(score))
+                clips = ch.cut_clips(ch.render_score(score, self.sample_rate), self.n_samples,
+                                     MIN_RMS)
+                if not len(clips):
+                    raise ch.ScoreError(where, "shorter than one clip")
+            except ch.ScoreError as e:
+                skipped[e.reason] += 1
+                continue
+            per[n] = (clips, label)
+        ch.report_skips(self.name, skipped, len(per))
+        if len(per) < 2:
+            raise UserError(f"bach-chorales: only {len(per)} usable chorale(s) of "
+                            f"{len(numbers)} (skipped: {dict(skipped)}); need two or more")
+        groups = split_groups(sorted(per), self.test_fraction, self.seed)
+        out = {}
+        for split, chosen in groups.items():
+            nums = sorted(chosen)
+            out[split] = {
+                "signals": np.concatenate([per[n][0] for n in nums]).astype(np.float32),
+                "labels": np.concatenate([np.full(len(per[n][0]), per[n][1], np.int64)
+                                          for n in nums]),
+                "chorales": np.concatenate([np.full(len(per[n][0]), n, np.int64)
+                                            for n in nums])}
+        meta = {"used": len(per), "skipped": dict(sorted(skipped.items())),
+                "split_chorales": {s: sorted(int(n) for n in g) for s, g in groups.items()}}
+        return out, meta
+
+
+class MidiFolder:
+    """Your MIDI files, one sub-folder per class (or none: unlabelled), rendered and cut into
+    clips. Train and test are split by file (stratified per class), seeded."""
+
+    name: ClassVar[str] = "midi-folder"
+    modality: ClassVar[str] = "audio"
+
+    def __init__(self, *, path: str,
+                 seconds: Annotated[float, Field(gt=0, le=30)] = 2.048,
+                 sample_rate: Annotated[int, Field(ge=4000, le=48000)] = 16000,
+                 on_error: Literal["raise", "skip"] = "raise",
+                 test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2,
+                 seed: int = 0):
+        """on_error: `raise` stops at the first file music21 cannot read (or that is shorter
+        than one clip); `skip` leaves it out and says so on stderr."""
+        self.path = Path(path).expanduser()
+        self.n_samples = aligned_samples(seconds, sample_rate)
+        self.sample_rate, self.on_error = sample_rate, on_error
+        self.test_fraction, self.seed = test_fraction, seed
+        self.skipped: Counter = Counter()
+        self._loaded: dict[str, tuple[Tensor, Tensor]] | None = None
+
+    def _files(self) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+        if not self.path.is_dir():
+            raise UserError(f"data.path: {self.path} is not a folder")
+
+        def midi(d: Path) -> list[Path]:
+            return sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")
+                          and p.suffix.lower() in MIDI_SUFFIXES)
+
+        classes = tuple(sorted(d.name for d in self.path.iterdir()
+                               if d.is_dir() and not d.name.startswith(".")))
+        top = midi(self.path)
+        if classes and top:
+            raise UserError(f"data.path: {self.path} holds both MIDI files ({top[0].name}, ...) "
+                            f"and class sub-folders; put every file in a class sub-folder")
+        files = ([(f, c) for c, name in enumerate(classes) for f in midi(self.path / name)]
+                 if classes else [(f, 0) for f in top])
+        if not files:
+            raise UserError(f"data.path: no MIDI files (.mid, .midi) found in {self.path}")
+        return classes, files
+
+    def info(self) -> DataInfo:
+        classes, files = self._files()
+        return DataInfo("audio", (self.n_samples,), classes, sample_rate=self.sample_rate,
+                        extra={"seconds": self.n_samples / self.sample_rate,
+                               "files": len(files)})
+
+    def fingerprint(self) -> str:
+        _, files = self._files()
+        h = hashlib.sha256(f"music21 {ch.music21_version()} / {FORMAT}".encode())
+        for f, label in files:
+            st = f.stat()
+            h.update(f"{f.relative_to(self.path)}|{label}|{st.st_size}|{st.st_mtime_ns}\n"
+                     .encode())
+        return h.hexdigest()[:16]
+
+    def load(self, split: str) -> tuple[Tensor, Tensor]:
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        if self._loaded is None:
+            self._loaded = self._render()
+        return self._loaded[split]
+
+    def _render(self) -> dict[str, tuple[Tensor, Tensor]]:
+        from music21 import converter
+
+        _, files = self._files()
+        self.skipped = Counter()
+        per: dict[int, tuple[np.ndarray, int]] = {}
+        for i, (f, label) in enumerate(files):
+            try:
+                try:
+                    score = converter.parse(str(f))
+                except Exception as e:
+                    raise ch.ScoreError(str(f), type(e).__name__, str(e)[:120]) from e
+                clips = ch.cut_clips(ch.render_score(score, self.sample_rate), self.n_samples,
+                                     MIN_RMS)
+                if not len(clips):
+                    raise ch.ScoreError(str(f), "shorter than one clip or silent")
+            except ch.ScoreError as e:
+                if self.on_error == "raise":
+                    raise UserError(f"midi-folder: {e} (set data.on_error: skip to leave such "
+                                    f"files out)") from e
+                self.skipped[e.reason] += 1
+                continue
+            per[i] = (clips, label)
+        ch.report_skips(self.name, self.skipped, len(per))
+        if not per:
+            raise UserError(f"midi-folder: no usable MIDI files in {self.path}")
+        test: set[int] = set()
+        for c in sorted({lab for _, lab in per.values()}):
+            ids = [i for i, (_, lab) in per.items() if lab == c]
+            test |= split_groups(ids, self.test_fraction, self.seed + c)["test"]
+        out = {}
+        for split, keep in (("train", [i for i in per if i not in test]),
+                            ("test", [i for i in per if i in test])):
+            sig = (np.concatenate([per[i][0] for i in keep]) if keep
+                   else np.zeros((0, self.n_samples), np.float32))
+            lab = np.concatenate([np.full(len(per[i][0]), per[i][1], np.int64) for i in keep]) \
+                if keep else np.zeros(0, np.int64)
+            out[split] = (torch.from_numpy(sig), torch.from_numpy(lab))
+        return out
+
+
+# -- the cache entry (as diffvq-speech writes it) --------------------------------------------------
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_entry(d: Path, corpus: dict, meta: dict) -> None:
+    """Every array as .npy, then `meta.json` with their checksums (written last)."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "meta.json").unlink(missing_ok=True)
+    sums = {}
+    for split, arrays in corpus.items():
+        for key in FILES:
+            name = f"{split}.{key}.npy"
+            _atomic(d / name, lambda f, a=arrays[key]: np.save(f, a, allow_pickle=False))
+            sums[name] = _digest(d / name)
+    full = {**meta, "sha256": sums, "counts": {s: len(a["labels"]) for s, a in corpus.items()}}
+    _atomic(d / "meta.json", lambda f: f.write(json.dumps(full, indent=1).encode()))
+
+
+def _read_entry(d: Path, split: str) -> dict[str, np.ndarray]:
+    meta = json.loads((d / "meta.json").read_text())
+    out = {}
+    for key in FILES:
+        path = d / f"{split}.{key}.npy"
+        if _digest(path) != meta["sha256"][path.name]:
+            raise ValueError(f"{path} is damaged")
+        out[key] = np.load(path, allow_pickle=False)
+    return out
