@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -32,6 +30,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from diffvq import arraycache
 from diffvq.errors import UserError
 from diffvq.interfaces import DataInfo
 from diffvq_audio.mel import aligned_samples
@@ -126,11 +125,11 @@ class BachChorales:
             raise ValueError(f"split must be 'train' or 'test', not {split!r}")
         d = self.cache_path()
         try:
-            return _read_entry(d, split)
+            return arraycache.read_entry(d, split, FILES)
         except (OSError, ValueError, KeyError, json.JSONDecodeError):
             pass  # missing or damaged: (re)generate
         corpus, meta = self.generate()
-        _write_entry(d, corpus, {"params": self.params(), **meta})
+        arraycache.write_entry(d, corpus, FILES, {"params": self.params(), **meta})
         return corpus[split]
 
     def generate(self) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
@@ -280,50 +279,3 @@ class MidiFolder:
                 if keep else np.zeros(0, np.int64)
             out[split] = (torch.from_numpy(sig), torch.from_numpy(lab))
         return out
-
-
-# -- the cache entry (as diffvq-speech writes it) --------------------------------------------------
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_entry(d: Path, corpus: dict, meta: dict) -> None:
-    """Every array as .npy, then `meta.json` with their checksums (written last)."""
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "meta.json").unlink(missing_ok=True)
-    sums = {}
-    for split, arrays in corpus.items():
-        for key in FILES:
-            name = f"{split}.{key}.npy"
-            _atomic(d / name, lambda f, a=arrays[key]: np.save(f, a, allow_pickle=False))
-            sums[name] = _digest(d / name)
-    full = {**meta, "sha256": sums, "counts": {s: len(a["labels"]) for s, a in corpus.items()}}
-    _atomic(d / "meta.json", lambda f: f.write(json.dumps(full, indent=1).encode()))
-
-
-def _read_entry(d: Path, split: str) -> dict[str, np.ndarray]:
-    meta = json.loads((d / "meta.json").read_text())
-    out = {}
-    for key in FILES:
-        path = d / f"{split}.{key}.npy"
-        if _digest(path) != meta["sha256"][path.name]:
-            raise ValueError(f"{path} is damaged")
-        out[key] = np.load(path, allow_pickle=False)
-    return out

@@ -38,6 +38,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from diffvq import arraycache
 from diffvq.errors import UserError
 from diffvq.interfaces import DataInfo
 
@@ -161,11 +162,11 @@ class SpokenDigits:
             raise ValueError(f"split must be 'train' or 'test', not {split!r}")
         d = self.cache_path()
         try:
-            return _read_entry(d, split)
+            return arraycache.read_entry(d, split, FILES)
         except (OSError, ValueError, KeyError, json.JSONDecodeError):
             pass  # missing or damaged: (re)generate, never trust it
         corpus = self.generate()
-        _write_entry(d, corpus, self.params())
+        arraycache.write_entry(d, corpus, FILES, {"params": self.params()})
         return corpus[split]
 
     def generate(self) -> dict[str, dict[str, np.ndarray]]:
@@ -254,53 +255,3 @@ def _run_worker(jobs: list, max_native: int) -> dict[str, np.ndarray]:
                         f"{message[-1] if message else f'exit status {proc.returncode}'}")
     with np.load(io.BytesIO(proc.stdout)) as npz:
         return {k: npz[k] for k in npz.files}
-
-
-# -- the cache entry -------------------------------------------------------------------------------
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_entry(d: Path, corpus: dict, params: dict) -> None:
-    """Every array as .npy, then `meta.json` with their checksums (written last: its presence
-    means the entry is complete)."""
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "meta.json").unlink(missing_ok=True)
-    sums = {}
-    for split, arrays in corpus.items():
-        for key in FILES:
-            name = f"{split}.{key}.npy"
-            _atomic(d / name, lambda f, a=arrays[key]: np.save(f, a, allow_pickle=False))
-            sums[name] = _digest(d / name)
-    meta = {"params": params, "sha256": sums,
-            "counts": {s: len(a["labels"]) for s, a in corpus.items()}}
-    _atomic(d / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
-
-
-def _read_entry(d: Path, split: str) -> dict[str, np.ndarray]:
-    """A split's arrays, checked against `meta.json`'s checksums (ValueError when they differ)."""
-    meta = json.loads((d / "meta.json").read_text())
-    out = {}
-    for key in FILES:
-        path = d / f"{split}.{key}.npy"
-        if _digest(path) != meta["sha256"][path.name]:
-            raise ValueError(f"{path} is damaged")
-        out[key] = np.load(path, allow_pickle=False)
-    return out
