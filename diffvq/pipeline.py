@@ -365,10 +365,6 @@ class Run:
             return torch.cat([decoder.decode(tokens[i:i + 256].to(self.device)).float().cpu()
                               for i in range(0, len(tokens), 256)])
 
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-
     def evaluate(self, stage_infos: dict[str, Any]) -> dict[str, Any]:
         r = self.recipe
 
