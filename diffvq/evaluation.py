@@ -9,7 +9,7 @@ perfect prior over this tokenizer's codes would score at best (reconstructions o
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,19 +58,42 @@ class JudgeEvaluation:
                 "n_per_set": len(sets[0]), "sets": len(sets)}
 
 
-def reference_rows(ev: JudgeEvaluation, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
-                   reconstruct: Callable[[Tensor], Tensor], per_class: int, n_classes: int,
-                   seeds: list[int]) -> dict[str, dict[str, Any]]:
-    """The floor: real training signals and their tokenizer reconstructions, in sets the size
-    of a prior's, scored like samples; accuracy on the real test split and on its
-    reconstructions (what the tokenizer alone keeps of the class)."""
-    x, y = train
-    subsets = [torch.from_numpy(balanced_subset(y.numpy(), per_class, n_classes, s)) for s in seeds]
-    real = [x[i] for i in subsets]
-    recon = [reconstruct(r) for r in real]
+def reference_subsets(labels: Tensor, per_class: int, n_classes: int,
+                      seeds: list[int]) -> list[Tensor]:
+    """One class-balanced index set of real training signals per seed: the floor's sets, the
+    size of a prior's."""
+    return [torch.from_numpy(balanced_subset(labels.numpy(), per_class, n_classes, s))
+            for s in seeds]
+
+
+def evenly_spaced(n: int, k: int | None) -> Tensor:
+    """`min(n, k)` indices spread evenly over `range(n)` (all of them when `k` is None): a
+    deterministic subset that covers a split stored in any order."""
+    if k is None or k >= n:
+        return torch.arange(n)
+    return torch.linspace(0, n - 1, k).round().long()
+
+
+def reference_rows(ev: JudgeEvaluation, real: list[Tensor], recon: list[Tensor],
+                   test: tuple[Tensor, Tensor], recon_test: tuple[Tensor, Tensor],
+                   n_classes: int) -> dict[str, dict[str, Any]]:
+    """The floor in judge terms: sets of real training signals (model tensors) and of their
+    tokenizer reconstructions, scored like samples; accuracy on the real test split and on
+    reconstructions of (part of) it, `recon_test` (what the tokenizer alone keeps of the class)."""
     rows = {"real data": ev.score(real, None), "tokenizer reconstructions": ev.score(recon, None)}
     if n_classes:
         rows["real data"]["accuracy"] = ev.accuracy(test[0], test[1].numpy())
-        rows["tokenizer reconstructions"]["accuracy"] = ev.accuracy(reconstruct(test[0]),
-                                                                    test[1].numpy())
+        rows["tokenizer reconstructions"]["accuracy"] = ev.accuracy(recon_test[0],
+                                                                    recon_test[1].numpy())
     return rows
+
+
+def signal_summary(per_set: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """A modality's signal metrics of each set -> `{name: {"mean", "std"}}` over the sets
+    (sample std; 0 for one set)."""
+    out = {}
+    for name in per_set[0]:
+        v = np.array([m[name] for m in per_set], np.float64)
+        out[name] = {"mean": float(v.mean()),
+                     "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+    return out

@@ -94,7 +94,9 @@ class Dataset(Protocol):
 
 @runtime_checkable
 class Modality(Protocol):
-    """What a signal is and how people see or hear it. Constructed with `info` (DataInfo)."""
+    """What a signal is and how people see or hear it. Constructed with `info` (DataInfo).
+    A modality takes the data sets registered for its name; one that specialises another (music
+    is audio) may also list `data_modalities = ("audio",)` to take theirs."""
 
     name: ClassVar[str]
 
@@ -142,6 +144,21 @@ class HasJudge(Protocol):
 
     def judge(self) -> "torch.nn.Module":
         """A fresh, untrained judge (a `Judge`) for this modality's data."""
+        ...
+
+
+@runtime_checkable
+class HasSignalMetrics(Protocol):
+    """Optional for modalities: measures of a set of signals in the modality's own terms (how
+    tonal music is, how pitched). Evaluation reports them for every prior's samples beside the
+    value real data gets, which is the target: closer is better, whichever the direction.
+    `signal_metric_notes` says in a sentence what each one measures (for reports)."""
+
+    signal_metric_notes: ClassVar[dict[str, str]]
+
+    def signal_metrics(self, signals: Tensor, labels: Tensor | None) -> dict[str, float]:
+        """Signals `[N, *info.shape]` with the labels they have or were asked for (`[N]`, or None
+        for unlabelled data) -> named averages over the set; short names (table headers)."""
         ...
 
 

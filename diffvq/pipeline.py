@@ -34,8 +34,9 @@ import torch
 from . import measure, storage, tokencache
 from .components import build_prior, load_component, save_component, wants_codebook
 from .errors import UserError
-from .evaluation import JudgeEvaluation, reference_rows
-from .interfaces import DataInfo, HasCodebook, HasJudge, TokenSpec
+from .evaluation import (JudgeEvaluation, evenly_spaced, reference_rows, reference_subsets,
+                         signal_summary)
+from .interfaces import DataInfo, HasCodebook, HasJudge, HasSignalMetrics, TokenSpec
 from .judge import get_judge
 from .nn.transformer import count_parameters
 from .plugins import Plugins
@@ -118,6 +119,8 @@ class Run:
     runs_dir: Path = Path("runs")
     progress: bool = True
     _data: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    _signals: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    _recon_test: tuple[torch.Tensor, ...] | None = None
 
     def __post_init__(self) -> None:
         r = self.recipe
@@ -141,19 +144,27 @@ class Run:
                            for k, p in r.priors.items() for name, options in p.variants}
         self.fp_metrics = fingerprint(self.fp_tokens, self.fp_prior,
                                       sorted(self.fp_samples.values()),
-                                      r.evaluate.model_dump(), "metrics-v3")
+                                      r.evaluate.model_dump(), "metrics-v4")
 
     # -- data -------------------------------------------------------------------------------------
-    def data(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(model tensors `[N, C, *spatial]`, labels `[N]`) of a split, loaded once."""
-        if split not in self._data:
+    def signals(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(signals `[N, *info.shape]`, labels `[N]`) of a split as the data set gives them,
+        checked, loaded once."""
+        if split not in self._signals:
             signals, labels = self.dataset.load(split)
             if tuple(signals.shape[1:]) != tuple(self.info.shape):
                 raise RuntimeError(f"data set {self.recipe.data.name!r} gave {split} signals of "
                                    f"shape {tuple(signals.shape[1:])}, its info says {self.info.shape}")
             if len(signals) == 0:
                 raise UserError(f"data: the {split} split of {self.recipe.data.name!r} is empty")
-            self._data[split] = (self.modality.to_model(signals), labels.long())
+            self._signals[split] = (signals, labels.long())
+        return self._signals[split]
+
+    def data(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(model tensors `[N, C, *spatial]`, labels `[N]`) of a split, made once."""
+        if split not in self._data:
+            signals, labels = self.signals(split)
+            self._data[split] = (self.modality.to_model(signals), labels)
         return self._data[split]
 
     # -- stages -----------------------------------------------------------------------------------
@@ -376,21 +387,42 @@ class Run:
                        "tokens_fingerprint": self.fp_tokens,
                        "tokenizer": self._tokenizer_metrics(stage_infos["tokenizer"])}
             jev = self.judge_evaluation()
-            if jev is not None:
-                tok = self.tokenizer()
-                metrics["judge"] = {**jev.judge.info, "reference": reference_rows(
-                    jev, self.data("train"), self.data("test"),
-                    lambda x: self._reconstruct(tok, x), r.sample.n_per_class,
-                    self.info.n_classes, [self._sample_seed("reference", s)
-                                          for s in range(r.sample.seeds)])}
-            else:
-                metrics["judge"] = None
+            metrics["judge"], metrics["signal"] = self._reference(jev)
+            metrics["signal_notes"] = dict(getattr(self.modality, "signal_metric_notes", {}))
             metrics["priors"] = {k: self._prior_metrics(k, stage_infos, jev) for k in r.priors}
             storage.write_json(self.run_dir / "metrics.json", metrics)
             return {}
 
         self._stage("metrics", self.fp_metrics, None, work)
         return storage.read_json(self.run_dir / "metrics.json")
+
+    def _reference(self, jev: JudgeEvaluation | None) -> tuple[dict | None, dict | None]:
+        """The floor rows: sets of real training signals the size of a prior's (one per sampling
+        seed) and their tokenizer reconstructions, in judge terms and in the modality's signal
+        metrics (None where there is no judge / the modality has no signal metrics)."""
+        r, n_classes = self.recipe, self.info.n_classes
+        has_signal = isinstance(self.modality, HasSignalMetrics)
+        if jev is None and not has_signal:
+            return None, None
+        tok = self.tokenizer()
+        raw, y = self.signals("train")
+        subsets = reference_subsets(y, r.sample.n_per_class, n_classes,
+                                    [self._sample_seed("reference", s) for s in range(r.sample.seeds)])
+        recon = [self._reconstruct_signals(tok, self.data("train")[0][i]) for i in subsets]
+        judge = signal = None
+        if jev is not None:
+            judge = {**jev.judge.info, "reference": reference_rows(
+                jev, [self.data("train")[0][i] for i in subsets],
+                [self.modality.to_model(s) for s in recon], self.data("test"),
+                self.test_reconstructions()[2:], n_classes)}
+        if has_signal:
+            labels = [y[i] if n_classes else None for i in subsets]
+            measure = self.modality.signal_metrics  # type: ignore[union-attr]
+            signal = {"real data": signal_summary([measure(raw[i], lab)
+                                                   for i, lab in zip(subsets, labels)]),
+                      "tokenizer reconstructions": signal_summary([
+                          measure(s, lab) for s, lab in zip(recon, labels)])}
+        return judge, signal
 
     def judge_key(self) -> tuple[str, TrainConfig]:
         """The judge's cache key (data, modality, its settings; not the recipe seed, so runs
@@ -414,28 +446,37 @@ class Run:
         x, y = self.data("test")
         return JudgeEvaluation(judge, x, y, k=self.recipe.evaluate.k)
 
-    def _reconstruct(self, tok: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Model tensors -> tokens -> the recipe's decoder -> model tensors (what a prior that
+    def _reconstruct_signals(self, tok: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Model tensors -> tokens -> the recipe's decoder -> signals (what a prior that
         reproduced the data's tokens exactly would give)."""
         with torch.no_grad(), autocast(self.device, self.precision):
             tokens = torch.cat([tok.encode(x[i:i + 256].to(self.device)).cpu()
                                 for i in range(0, len(x), 256)])
-        return self.modality.to_model(self.decode(tok, tokens))
+        return self.decode(tok, tokens)
+
+    def test_reconstructions(self) -> tuple[torch.Tensor, ...]:
+        """(indices, reconstructed signals, the same as model tensors, labels) of up to
+        `evaluate.max_reconstructions` test signals spread evenly over the split, made once."""
+        if self._recon_test is None:
+            x, y = self.data("test")
+            idx = evenly_spaced(len(x), self.recipe.evaluate.max_reconstructions)
+            signals = self._reconstruct_signals(self.tokenizer(), x[idx])
+            self._recon_test = (idx, signals, self.modality.to_model(signals), y[idx])
+        return self._recon_test
 
     @torch.no_grad()
     def _tokenizer_metrics(self, train_info: dict[str, Any]) -> dict[str, Any]:
         tok, cache = self.tokenizer(), self.token_cache()
         x, _ = self.data("test")
-        rec, sq = [], 0.0
+        sq = 0.0
         for i in range(0, len(x), 256):
             xb = x[i:i + 256].to(self.device)
             with autocast(self.device, self.precision):
                 x_hat = tok.decode(tok.encode(xb)).float()
             sq += torch.sum((x_hat - xb) ** 2).item()
-            rec.append(x_hat.cpu())
-        x_hat = torch.cat(rec)
-        modality_metrics = self.modality.reconstruction_metrics(self.modality.from_model(x),
-                                                                 self.modality.from_model(x_hat))
+        idx, recon_signals, _, _ = self.test_reconstructions()
+        modality_metrics = self.modality.reconstruction_metrics(self.signals("test")[0][idx],
+                                                                 recon_signals)
         counts = np.bincount(np.asarray(cache.tokens("test")).ravel(),
                              minlength=cache.spec.vocab_size).astype(np.float64)
         p = counts[counts > 0] / counts.sum()
@@ -485,10 +526,14 @@ class Run:
             tokens = np.load(d / "tokens.npy")  # [seeds, n, *grid]
             labels = np.load(d / "labels.npy") if self.info.n_classes else None
             row["distinct_share"] = float(np.mean([distinct_share(t) for t in tokens]))
+            if jev is not None or isinstance(self.modality, HasSignalMetrics):
+                signals = [self.decode(tok, torch.from_numpy(t)) for t in tokens]
             if jev is not None:
-                sets = [self.modality.to_model(self.decode(tok, torch.from_numpy(t)))
-                        for t in tokens]
-                row["judge"] = jev.score(sets, labels)
+                row["judge"] = jev.score([self.modality.to_model(x) for x in signals], labels)
+            if isinstance(self.modality, HasSignalMetrics):
+                lab = torch.from_numpy(labels) if labels is not None else None
+                row["signal"] = signal_summary([self.modality.signal_metrics(x, lab)
+                                                for x in signals])
             out["sampling"].append(row)
         return out
 

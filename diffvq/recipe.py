@@ -141,6 +141,10 @@ class EvaluateSection(BaseModel):
     judge_steps: int | None = Field(None, gt=0, description="judge training steps; null: the "
                                                             "modality's default")
     k: int = Field(3, gt=0, description="neighbours of the k-NN precision/recall manifolds")
+    max_reconstructions: int | None = Field(
+        1000, gt=0, description="test signals (evenly spaced over the split) decoded through the "
+        "tokenizer for reconstruction metrics and the judge's accuracy on reconstructions; "
+        "null: all (audio decodes by Griffin-Lim, about 0.1 s a 2 s clip on 2 cores)")
 
 
 class TrainSection(BaseModel):
@@ -329,7 +333,8 @@ def resolve(raw: dict[str, Any], plugins: Plugins, source: str = "recipe") -> Re
             continue  # reported by the top-level validation
         comps[section], _ = _component(kind, value, section, plugins, problems)
     data, modality = comps.get("data"), comps.get("modality")
-    if data is not None and modality is not None and data.cls.modality != modality.name:
+    if data is not None and modality is not None and data.cls.modality not in (
+            modality.name, *getattr(modality.cls, "data_modalities", ())):
         problems.append(f"data.name: data set {data.name!r} is {data.cls.modality!r} data, "
                         f"but the recipe's modality is {modality.name!r}")
 

@@ -13,13 +13,20 @@ from typing import Any
 
 from . import finding, summary
 
-# table columns: (header, direction) where direction is "min", "max" or None (not ranked)
+# table columns: (header, direction) where direction is "min", "max" or None (not ranked); a
+# modality's signal metrics come after "distinct", ranked by closeness to real data ("real")
 COLUMNS: list[tuple[str, str | None]] = [
     ("prior", None), ("kind", None), ("params", None), ("NLL bits/token", "min"),
     ("sampling", None), ("NFE", "min"), ("judge FD", "min"), ("acc", "max"), ("prec", "max"),
     ("recall", "max"), ("distinct", "max"), ("ms 1-at-a-time", "min"),
     ("ms/sample batch", "min"), ("MB/sample", "min"), ("train s", None)]
 assert [c for c, _ in COLUMNS] == summary.PRIOR_HEADER
+
+
+def columns(metrics: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """COLUMNS with this run's signal metrics in their place."""
+    known = dict(COLUMNS)
+    return [(c, known.get(c, "real")) for c in summary.prior_header(metrics)]
 
 CSS = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}
@@ -53,13 +60,19 @@ def _number(cell: str) -> float | None:
 def table_html(metrics: dict[str, Any]) -> str:
     """The summary table as HTML; in each ranked column the best prior row is marked."""
     rows = summary.prior_rows(metrics)
-    n_ref = len((metrics.get("judge") or {}).get("reference") or {})
+    cols = columns(metrics)
+    n_ref = len(summary.reference_names(metrics))
+    real = rows[0] if n_ref and rows[0][0] == "real data" else None
     best: dict[int, float] = {}
-    for i, (_, direction) in enumerate(COLUMNS):
+    for i, (_, direction) in enumerate(cols):
         values = [v for r in rows[n_ref:] if (v := _number(r[i])) is not None]
-        if direction and values:
+        if direction == "real":  # closest to the real data's value
+            target = _number(real[i]) if real else None
+            if target is not None and values:
+                best[i] = min(values, key=lambda v: abs(v - target))
+        elif direction and values:
             best[i] = min(values) if direction == "min" else max(values)
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c, _ in COLUMNS) + "</tr>"]
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c, _ in cols) + "</tr>"]
     for r, row in enumerate(rows):
         cls = ' class="reference"' if r < n_ref else ""
         cells = []
@@ -167,6 +180,13 @@ def write_report(metrics: dict[str, Any], run_dirs: dict[str, Path], out: Path,
     nll_note = ("NLL is bits per token on the held-out split: exact for autoregressive priors, "
                 "an upper bound (ELBO) for discrete diffusion, none for continuous latent "
                 "diffusion (a density over vectors is not a likelihood of tokens).")
+    notes = metrics.get("signal_notes") or {}
+    signal_txt = " ".join(f"{name}: {notes.get(name, 'a measure of the signals')}."
+                          for name in summary.signal_names(metrics))
+    if signal_txt:
+        signal_txt = ("The modality's own measures of the decoded signals, mean ± std over "
+                      "sampling seeds (the same set sizes as judge FD); the target is the real "
+                      "data's value, and the green cell is the closest to it. " + signal_txt)
     plot = plot_png(metrics)
     findings = finding.describe(metrics)
     env = metrics.get("environment") or {}
@@ -177,6 +197,7 @@ def write_report(metrics: dict[str, Any], run_dirs: dict[str, Path], out: Path,
         f" ({metrics['data'].get('train', '?')} train / {metrics['data'].get('test', '?')} test)</p>",
         *(f'<div class="finding">{html.escape(s)}</div>' for s in findings),
         "<h2>Priors</h2>", f'<div class="wide">{table_html(metrics)}</div>', f"<p>{html.escape(judge_txt)}</p>",
+        *([f"<p>{html.escape(signal_txt)}</p>"] if signal_txt else []),
         f"<p>{html.escape(nll_note)} Best value of each column in green.</p>",
         "<h2>Quality against cost</h2>",
         (f'<img alt="judge FD against cost" src="data:image/png;base64,'

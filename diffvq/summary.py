@@ -30,25 +30,51 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{1000 * v:.1f}"
 
 
+def _sig(v: dict[str, float] | None) -> str:
+    return "-" if v is None else f"{v['mean']:.3g} ±{v['std']:.2g}"
+
+
+def signal_names(metrics: dict[str, Any]) -> list[str]:
+    """The modality's signal metrics in this run (empty when it has none)."""
+    return list(next(iter((metrics.get("signal") or {}).values()), {}))
+
+
+def prior_header(metrics: dict[str, Any]) -> list[str]:
+    """PRIOR_HEADER with the modality's signal metrics after "distinct"."""
+    at = PRIOR_HEADER.index("distinct") + 1
+    return [*PRIOR_HEADER[:at], *signal_names(metrics), *PRIOR_HEADER[at:]]
+
+
+def reference_names(metrics: dict[str, Any]) -> list[str]:
+    """The floor rows (real data, tokenizer reconstructions) the run has figures for."""
+    judge_ref = (metrics.get("judge") or {}).get("reference") or {}
+    return list(dict.fromkeys([*judge_ref, *(metrics.get("signal") or {})]))
+
+
 def prior_rows(metrics: dict[str, Any]) -> list[list[str]]:
-    """One row per prior and sampling variant, with the floor rows of real data first."""
+    """One row per prior and sampling variant (cells in `prior_header` order), with the floor
+    rows of real data first."""
     rows = []
-    judge = metrics.get("judge") or {}
-    for name, ref in (judge.get("reference") or {}).items():
-        rows.append([name, "", "", "", "", "", _fd(ref), _pct(ref.get("accuracy")),
-                     _pct(ref["precision"]), _pct(ref["recall"]), "", "", "", "", ""])
+    names = signal_names(metrics)
+    judge_ref = (metrics.get("judge") or {}).get("reference") or {}
+    signal_ref = metrics.get("signal") or {}
+    for name in reference_names(metrics):
+        ref, sig = judge_ref.get(name), signal_ref.get(name, {})
+        rows.append([name, "", "", "", "", "", _fd(ref), _pct(ref and ref.get("accuracy")),
+                     _pct(ref and ref["precision"]), _pct(ref and ref["recall"]), "",
+                     *(_sig(sig.get(n)) for n in names), "", "", "", ""])
     for key, p in metrics["priors"].items():
         nll = p["nll_bits_per_token"]
         for i, s in enumerate(p["sampling"]):
             first = i == 0
-            j = s.get("judge")
+            j, sig = s.get("judge"), s.get("signal") or {}
             rows.append([
                 key if first else "", p["name"] if first else "",
                 f"{p['parameters'] / 1e6:.2f}M" if first else "",
                 (f"{nll:.3f} ({p['nll_kind']})" if nll is not None else "- (none)") if first else "",
                 s["variant"] or "-", str(s["nfe"]), _fd(j), _pct(j and j.get("accuracy")),
                 _pct(j and j["precision"]), _pct(j and j["recall"]),
-                _pct(s.get("distinct_share")),
+                _pct(s.get("distinct_share")), *(_sig(sig.get(n)) for n in names),
                 _ms(s.get("seconds_per_sample_latency")), _ms(s["seconds_per_sample"]),
                 _fmt(s.get("peak_memory_mb_per_sample"), ".2f"),
                 f"{p['train_time_s']:.0f}" if first else ""])
@@ -88,7 +114,7 @@ def format_summary(metrics: dict[str, Any], run_dir: Path) -> str:
         tokenizer_table(metrics["tokenizer"]),
         "",
         judge_line,
-        table(PRIOR_HEADER, prior_rows(metrics)),
+        table(prior_header(metrics), prior_rows(metrics)),
         "",
         f"samples: {run_dir / 'samples'}/<prior>/   metrics: {run_dir / 'metrics.json'}",
     ])

@@ -70,6 +70,38 @@ def test_finding_names_the_quality_matched_regimes():
     assert "no sampling setting of bad (latent-diffusion) tried came within 10%" in text
 
 
+def test_signal_metrics_get_columns_and_closest_to_real_is_marked():
+    """A modality's own measures (music's tonality) sit after "distinct", with the floor rows'
+    values; the best cell is the one closest to real data, not the highest."""
+    from diffvq import summary
+    from diffvq.report import columns, table_html
+
+    def sig(v):
+        return {"tonality": {"mean": v, "std": 0.01}}
+
+    def row(variant, v):
+        return {"variant": variant, "nfe": 4, "seconds_per_sample": 0.01, "signal": sig(v)}
+
+    metrics = {"judge": None, "signal_notes": {"tonality": "how tonal"},
+               "signal": {"real data": sig(0.80), "tokenizer reconstructions": sig(0.78)},
+               "priors": {"a": {"name": "autoregressive", "parameters": 1e6, "train_time_s": 1,
+                                "nll_bits_per_token": None, "nll_kind": "none",
+                                "sampling": [row("x", 0.95), row("y", 0.76)]}}}
+    header = summary.prior_header(metrics)
+    assert header[header.index("distinct") + 1] == "tonality"
+    assert ("tonality", "real") in columns(metrics)
+    rows = summary.prior_rows(metrics)
+    assert [r[0] for r in rows[:2]] == ["real data", "tokenizer reconstructions"]
+    assert [r[header.index("tonality")] for r in rows] == [
+        "0.8 ±0.01", "0.78 ±0.01", "0.95 ±0.01", "0.76 ±0.01"]
+    page = table_html(metrics)
+    assert "<td class=best>0.76 ±0.01</td>" in page and "class=best>0.95" not in page
+    assert "tonality" in summary.format_summary({**metrics, "run": "r", "device": "cpu",
+                                                 "precision": "fp32", "tokenizer": {
+        "name": "vqvae", "grid_shape": [4], "codebook_size": 8, "codebook_usage": 1.0,
+        "perplexity": 7.0}}, Path("runs/r"))
+
+
 def test_runs_with_the_same_tokens_merge(compared, tmp_path, capsys):
     run_dir, _ = compared
     twin = tmp_path / "twin"
