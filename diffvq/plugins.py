@@ -45,8 +45,9 @@ PROVIDERS: dict[tuple[str, str], str] = {
     ("modality", "audio"): "diffvq-audio (pip install -e plugins/audio)",
     ("dataset", "audio-folder"): "diffvq-audio (pip install -e plugins/audio)",
     ("dataset", "spoken-digits"): "diffvq-speech (pip install -e plugins/speech)",
-    **{("dataset", d): "diffvq-music (pip install -e plugins/music)"
-       for d in ("bach-chorales", "midi-folder")},
+    **{(kind, name): "diffvq-music (pip install -e plugins/music)"
+       for kind, name in (("modality", "music"), ("dataset", "bach-chorales"),
+                          ("dataset", "midi-folder"))},
 }
 
 

@@ -8,6 +8,8 @@ with repeats expanded; one that music21 cannot parse or expand is skipped and th
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -117,6 +119,18 @@ def render_score(score, sample_rate: int) -> np.ndarray:
     return render_notes(notes_of(score), sample_rate)
 
 
+def render_any(score, sample_rate: int, soundfont: str | None, where: str) -> np.ndarray:
+    """The synthesizer's rendering, or FluidSynth's when a soundfont is given."""
+    if soundfont is None:
+        return render_score(score, sample_rate)
+    from . import fluid
+
+    try:
+        return fluid.render_score(score, sample_rate, Path(soundfont))
+    except fluid.RenderError as e:
+        raise ScoreError(where, "fluidsynth failed", str(e)) from e
+
+
 def cut_clips(wave: np.ndarray, n_samples: int, min_rms: float) -> np.ndarray:
     """Consecutive non-overlapping clips `[K, n_samples]` (the tail shorter than a clip is
     dropped), without those whose RMS is below `min_rms`."""
@@ -124,6 +138,81 @@ def cut_clips(wave: np.ndarray, n_samples: int, min_rms: float) -> np.ndarray:
     clips = np.asarray(wave[:k * n_samples], np.float32).reshape(k, n_samples)
     rms = np.sqrt((clips.astype(np.float64) ** 2).mean(1)) if k else np.zeros(0)
     return clips[rms >= min_rms]
+
+
+class Skipped(NamedTuple):
+    """Why a score was left out (a ScoreError that can cross a process boundary)."""
+
+    reason: str  # a short name to count
+    message: str  # where and what, for an error message
+
+
+def chorale_clips(number: int, sample_rate: int, n_samples: int, min_rms: float,
+                  soundfont: str | None = None) -> tuple[np.ndarray, int] | Skipped:
+    """Chorale `number` parsed, expanded, labelled, rendered (by the synthesizer, or through
+    FluidSynth with `soundfont`) and cut: (clips `[K, n_samples]`, mode index), or why it was
+    skipped. A top-level function, so that worker processes can run it."""
+    where = f"chorale {number}"
+    try:
+        try:
+            score = load_chorale(number)
+        except Exception as e:
+            raise ScoreError(where, type(e).__name__, str(e)[:120]) from e
+        if score is None:
+            raise ScoreError(where, "not in corpus")
+        score = expand(score, where)
+        label = MODES.index(mode_of(score))
+        clips = cut_clips(render_any(score, sample_rate, soundfont, where), n_samples, min_rms)
+        if not len(clips):
+            raise ScoreError(where, "shorter than one clip")
+    except ScoreError as e:
+        return Skipped(e.reason, str(e))
+    return clips, label
+
+
+def midi_file_clips(path: str, sample_rate: int, n_samples: int, min_rms: float,
+                    soundfont: str | None = None) -> np.ndarray | Skipped:
+    """A MIDI file parsed by music21 and rendered by the synthesizer (or given to FluidSynth
+    whole, instruments and all, with `soundfont`), cut into clips `[K, n_samples]`; or why it
+    was skipped."""
+    try:
+        if soundfont is not None:
+            from . import fluid
+
+            try:
+                wave = fluid.render_midi_file(Path(path), sample_rate, Path(soundfont))
+            except fluid.RenderError as e:
+                raise ScoreError(path, "fluidsynth failed", str(e)) from e
+        else:
+            from music21 import converter
+
+            try:
+                score = converter.parse(path)
+            except Exception as e:
+                raise ScoreError(path, type(e).__name__, str(e)[:120]) from e
+            wave = render_score(score, sample_rate)
+        clips = cut_clips(wave, n_samples, min_rms)
+        if not len(clips):
+            raise ScoreError(path, "shorter than one clip or silent")
+    except ScoreError as e:
+        return Skipped(e.reason, str(e))
+    return clips
+
+
+def map_in_workers(fn, items: list, *args) -> list:
+    """`[fn(item, *args) for item in items]`, spread over up to `os.cpu_count()` fresh worker
+    processes (spawned, not forked: the parent may hold torch's threads). Order is kept, so the
+    result is the same as a serial loop."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from itertools import repeat
+    from multiprocessing import get_context
+
+    workers = max(1, min(os.cpu_count() or 1, len(items) // 8))
+    if workers == 1:
+        return [fn(i, *args) for i in items]
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(fn, items, *(repeat(a) for a in args), chunksize=4))
 
 
 def report_skips(name: str, skipped: Counter, used: int) -> None:

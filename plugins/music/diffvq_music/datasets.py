@@ -1,5 +1,5 @@
 """`bach-chorales` and `midi-folder`: scores rendered with the additive synthesizer, for the
-audio modality.
+music modality.
 
 `bach-chorales`: the Bach chorales bundled with music21 (Riemenschneider numbering; nothing is
 downloaded), repeats expanded, each part a voice with its own timbre, at the score's tempo or 120
@@ -58,6 +58,39 @@ def _own_version() -> str:
         return "?"
 
 
+def _soundfont(renderer: str, soundfont: str | None) -> str | None:
+    """The soundfont path FluidSynth will use (None for the synthesizer); checked now, so that
+    a missing FluidSynth or soundfont stops a recipe before any work."""
+    if renderer == "synth":
+        if soundfont is not None:
+            raise UserError("data.soundfont: only used with renderer: fluidsynth")
+        return None
+    from . import fluid
+
+    fluid.fluidsynth_binary()
+    return str(fluid.find_soundfont(soundfont))
+
+
+def _renderer_params(soundfont: str | None) -> dict:
+    """What identifies the rendering in a cache key: nothing more for the synthesizer; the
+    soundfont's path and size, and FluidSynth's version, otherwise."""
+    if soundfont is None:
+        return {}
+    import subprocess
+
+    from . import fluid
+
+    version = subprocess.run([fluid.fluidsynth_binary(), "--version"], capture_output=True,
+                             text=True).stdout.split("\n")[0].strip()
+    return {"renderer": "fluidsynth", "soundfont": soundfont,
+            "soundfont_bytes": Path(soundfont).stat().st_size, "fluidsynth": version}
+
+
+def _renderer_suffix(soundfont: str | None) -> str:
+    """FluidSynth's identity for a fingerprint ("" for the synthesizer)."""
+    return " / " + json.dumps(_renderer_params(soundfont), sort_keys=True) if soundfont else ""
+
+
 def split_groups(groups: list[int], test_fraction: float, seed: int) -> dict[str, set[int]]:
     """Groups (chorales, files) -> train/test, seeded; at least one of each when there are two."""
     perm = np.random.default_rng([seed, 0]).permutation(len(groups))
@@ -75,26 +108,31 @@ class BachChorales:
     Signals `[N, T]` float32 in [-1, 1] at `sample_rate`, labels `[N]`."""
 
     name: ClassVar[str] = "bach-chorales"
-    modality: ClassVar[str] = "audio"
+    modality: ClassVar[str] = "music"
 
     def __init__(self, *,
                  seconds: Annotated[float, Field(gt=0, le=30)] = 2.048,
                  max_chorales: Annotated[int, Field(gt=0)] | None = None,
                  seed: int = 0,
                  sample_rate: Annotated[int, Field(ge=4000, le=48000)] = 16000,
-                 test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2):
+                 test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2,
+                 renderer: Literal["synth", "fluidsynth"] = "synth",
+                 soundfont: str | None = None):
         """seconds: clip length (rounded to a multiple of 2048 samples). max_chorales: use the
         first N chorales in Riemenschneider order (None: all). seed: the train/test split of
-        chorales. test_fraction: share of chorales held out for the test split."""
+        chorales. test_fraction: share of chorales held out for the test split. renderer: the
+        built-in synthesizer, or FluidSynth (installed separately) with `soundfont` (None: the
+        Debian General MIDI soundfont)."""
         self.seconds, self.max_chorales, self.seed = seconds, max_chorales, seed
         self.sample_rate, self.test_fraction = sample_rate, test_fraction
         self.n_samples = aligned_samples(seconds, sample_rate)
+        self.renderer, self.soundfont = renderer, _soundfont(renderer, soundfont)
 
     def params(self) -> dict:
         return {"format": FORMAT, "n_samples": self.n_samples, "max_chorales": self.max_chorales,
                 "seed": self.seed, "sample_rate": self.sample_rate,
                 "test_fraction": self.test_fraction, "min_rms": MIN_RMS,
-                "music21": ch.music21_version()}
+                "music21": ch.music21_version(), **_renderer_params(self.soundfont)}
 
     def cache_path(self) -> Path:
         key = hashlib.sha256(json.dumps(self.params(), sort_keys=True).encode()).hexdigest()[:16]
@@ -107,12 +145,12 @@ class BachChorales:
             extra.update({k: meta[k] for k in ("used", "skipped", "counts", "split_chorales")})
         except (OSError, ValueError, KeyError):
             pass
-        return DataInfo("audio", (self.n_samples,), ch.MODES, sample_rate=self.sample_rate,
+        return DataInfo("music", (self.n_samples,), ch.MODES, sample_rate=self.sample_rate,
                         extra=extra)
 
     def fingerprint(self) -> str:
         return "music21 " + ch.music21_version() + " / diffvq-music " + _own_version() + \
-            " / " + FORMAT
+            " / " + FORMAT + _renderer_suffix(self.soundfont)
 
     def load(self, split: str) -> tuple[Tensor, Tensor]:
         a = self.arrays(split)
@@ -138,25 +176,13 @@ class BachChorales:
         numbers = range(1, (top if self.max_chorales is None else min(top, self.max_chorales)) + 1)
         skipped: Counter = Counter()
         per: dict[int, tuple[np.ndarray, int]] = {}
-        for n in numbers:
-            where = f"chorale {n}"
-            try:
-                try:
-                    score = ch.load_chorale(n)
-                except Exception as e:
-                    raise ch.ScoreError(where, type(e).__name__, str(e)[:120]) from e
-                if score is None:
-                    raise ch.ScoreError(where, "not in corpus")
-                score = ch.expand(score, where)
-                label = ch.MODES.index(ch.mode_of(score))
-                clips = ch.cut_clips(ch.render_score(score, self.sample_rate), self.n_samples,
-                                     MIN_RMS)
-                if not len(clips):
-                    raise ch.ScoreError(where, "shorter than one clip")
-            except ch.ScoreError as e:
-                skipped[e.reason] += 1
-                continue
-            per[n] = (clips, label)
+        results = ch.map_in_workers(ch.chorale_clips, list(numbers), self.sample_rate,
+                                    self.n_samples, MIN_RMS, self.soundfont)
+        for n, result in zip(numbers, results):
+            if isinstance(result, ch.Skipped):
+                skipped[result.reason] += 1
+            else:
+                per[n] = result
         ch.report_skips(self.name, skipped, len(per))
         if len(per) < 2:
             raise UserError(f"bach-chorales: only {len(per)} usable chorale(s) of "
@@ -181,16 +207,21 @@ class MidiFolder:
     clips. Train and test are split by file (stratified per class), seeded."""
 
     name: ClassVar[str] = "midi-folder"
-    modality: ClassVar[str] = "audio"
+    modality: ClassVar[str] = "music"
 
     def __init__(self, *, path: str,
                  seconds: Annotated[float, Field(gt=0, le=30)] = 2.048,
                  sample_rate: Annotated[int, Field(ge=4000, le=48000)] = 16000,
                  on_error: Literal["raise", "skip"] = "raise",
                  test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2,
-                 seed: int = 0):
-        """on_error: `raise` stops at the first file music21 cannot read (or that is shorter
-        than one clip); `skip` leaves it out and says so on stderr."""
+                 seed: int = 0,
+                 renderer: Literal["synth", "fluidsynth"] = "synth",
+                 soundfont: str | None = None):
+        """on_error: `raise` stops at the first file music21 (or FluidSynth) cannot read, or
+        that is shorter than one clip; `skip` leaves it out and says so on stderr. renderer:
+        the built-in synthesizer (one timbre per part), or FluidSynth with `soundfont` (your
+        files' own General MIDI instruments)."""
+        self.renderer, self.soundfont = renderer, _soundfont(renderer, soundfont)
         self.path = Path(path).expanduser()
         self.n_samples = aligned_samples(seconds, sample_rate)
         self.sample_rate, self.on_error = sample_rate, on_error
@@ -220,13 +251,14 @@ class MidiFolder:
 
     def info(self) -> DataInfo:
         classes, files = self._files()
-        return DataInfo("audio", (self.n_samples,), classes, sample_rate=self.sample_rate,
+        return DataInfo("music", (self.n_samples,), classes, sample_rate=self.sample_rate,
                         extra={"seconds": self.n_samples / self.sample_rate,
                                "files": len(files)})
 
     def fingerprint(self) -> str:
         _, files = self._files()
-        h = hashlib.sha256(f"music21 {ch.music21_version()} / {FORMAT}".encode())
+        h = hashlib.sha256(f"music21 {ch.music21_version()} / {FORMAT}"
+                           f"{_renderer_suffix(self.soundfont)}".encode())
         for f, label in files:
             st = f.stat()
             h.update(f"{f.relative_to(self.path)}|{label}|{st.st_size}|{st.st_mtime_ns}\n"
@@ -241,26 +273,17 @@ class MidiFolder:
         return self._loaded[split]
 
     def _render(self) -> dict[str, tuple[Tensor, Tensor]]:
-        from music21 import converter
-
         _, files = self._files()
         self.skipped = Counter()
         per: dict[int, tuple[np.ndarray, int]] = {}
-        for i, (f, label) in enumerate(files):
-            try:
-                try:
-                    score = converter.parse(str(f))
-                except Exception as e:
-                    raise ch.ScoreError(str(f), type(e).__name__, str(e)[:120]) from e
-                clips = ch.cut_clips(ch.render_score(score, self.sample_rate), self.n_samples,
-                                     MIN_RMS)
-                if not len(clips):
-                    raise ch.ScoreError(str(f), "shorter than one clip or silent")
-            except ch.ScoreError as e:
+        results = ch.map_in_workers(ch.midi_file_clips, [str(f) for f, _ in files],
+                                    self.sample_rate, self.n_samples, MIN_RMS, self.soundfont)
+        for i, ((_, label), clips) in enumerate(zip(files, results)):
+            if isinstance(clips, ch.Skipped):
                 if self.on_error == "raise":
-                    raise UserError(f"midi-folder: {e} (set data.on_error: skip to leave such "
-                                    f"files out)") from e
-                self.skipped[e.reason] += 1
+                    raise UserError(f"midi-folder: {clips.message} (set data.on_error: skip to "
+                                    f"leave such files out)")
+                self.skipped[clips.reason] += 1
                 continue
             per[i] = (clips, label)
         ch.report_skips(self.name, self.skipped, len(per))

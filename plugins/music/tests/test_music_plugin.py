@@ -127,3 +127,151 @@ def test_midi_folder_reads_a_music21_midi_file(tmp_path):
 
     with pytest.raises(UserError):
         MidiFolder(path=str(tmp_path / "midi"), seconds=1.024).load("train")
+
+
+def test_spectral_flatness_tells_tones_from_noise_and_silence():
+    from diffvq_music.tonality import spectral_flatness
+
+    noise = np.random.default_rng(0).standard_normal(32768) * 0.1
+    assert 0.5 < spectral_flatness(noise) < 0.6
+    assert spectral_flatness(_triads([C, F, G, C])) < 0.01
+    assert spectral_flatness(np.zeros(32768)) == 1.0
+
+
+def _music(class_names=("major", "minor")):
+    import torch  # noqa: F401
+
+    from diffvq.interfaces import DataInfo
+    from diffvq_music.modality import MusicModality
+
+    return MusicModality(DataInfo("music", (32768,), class_names, sample_rate=SR), n_mels=128)
+
+
+def test_music_signal_metrics_score_music_above_noise_and_check_the_mode():
+    import torch
+
+    from diffvq.interfaces import HasSignalMetrics
+
+    m = _music()
+    assert isinstance(m, HasSignalMetrics) and set(m.signal_metric_notes) == {
+        "tonality", "mode match", "flatness"}
+    major = torch.from_numpy(np.stack([_triads([C, F, G, C] * 4)[:32768]] * 2))
+    asked_major = m.signal_metrics(major, torch.tensor([0, 0]))
+    assert asked_major["tonality"] > 0.8 and asked_major["mode match"] == 1.0
+    assert asked_major["flatness"] < 0.01
+    assert m.signal_metrics(major, torch.tensor([1, 1]))["mode match"] == 0.0
+    noise = torch.from_numpy(np.random.default_rng(1).standard_normal((2, 32768)) * 0.1)
+    n = m.signal_metrics(noise, None)
+    assert "mode match" not in n and n["tonality"] < 0.7 and n["flatness"] > 0.5
+    # classes that are not the modes (your own folders): no mode match
+    assert "mode match" not in _music(("bach", "jazz")).signal_metrics(major, torch.tensor([0, 1]))
+
+
+def test_workers_give_the_serial_result_in_order():
+    items = list(range(40))
+    assert ch.map_in_workers(pow, items, 3) == [i ** 3 for i in items]
+
+
+def test_music_modality_takes_audio_data_sets(tmp_path, plugins):
+    import soundfile
+
+    from diffvq import recipe as recipe_mod
+
+    soundfile.write(tmp_path / "tune.wav", _triads([C, F, G, C]), SR)
+    (tmp_path / "a.yaml").write_text(
+        "name: t\nmodality: {name: music, n_mels: 128}\n"
+        f"data: {{name: audio-folder, path: {tmp_path}}}\n"
+        "tokenizer: vqvae\npriors: {gpt: autoregressive}\n")
+    r, _ = recipe_mod.load(tmp_path / "a.yaml", [], plugins=plugins)
+    assert r.modality.name == "music" and r.data.name == "audio-folder"
+    (tmp_path / "b.yaml").write_text(
+        "name: t\nmodality: image\ndata: {name: bach-chorales}\n"
+        "tokenizer: vqvae\npriors: {gpt: autoregressive}\n")
+    from diffvq.errors import UserError
+
+    with pytest.raises(UserError, match="'bach-chorales' is 'music' data"):
+        recipe_mod.load(tmp_path / "b.yaml", [], plugins=plugins)
+
+
+@pytest.fixture(scope="module")
+def plugins():
+    from diffvq.plugins import load_plugins
+
+    return load_plugins()
+
+
+def test_a_midi_folder_trains_end_to_end_with_music_measures(tmp_path, capsys):
+    """Your MIDI files, one folder per class: run, sample, measure, no code of your own."""
+    import json
+
+    from diffvq.cli import main
+
+    progressions = {"major": [C, F, G, C], "minor": [AM, DM, E, AM]}
+    for name, chords in progressions.items():
+        (tmp_path / "midi" / name).mkdir(parents=True)
+        for i in range(4):
+            transposed = [[p + 2 * i for p in c] for c in chords * 3]
+            _score(transposed, "C" if name == "major" else "a").write(
+                "midi", fp=str(tmp_path / "midi" / name / f"{i}.mid"))
+    (tmp_path / "r.yaml").write_text(f"""
+name: midi-tiny
+modality: {{name: music, n_mels: 64, griffin_lim_iters: 4, gallery_per_class: 1}}
+data: {{name: midi-folder, path: {tmp_path / 'midi'}, seconds: 1.024, test_fraction: 0.25}}
+tokenizer: {{name: vqvae, codebook_size: 16, codebook_dim: 8, downsample: 4, channels: 8,
+            n_res_blocks: 0}}
+priors: {{gpt: {{name: autoregressive, n_layer: 1, n_head: 2, n_embd: 32}}}}
+train:
+  tokenizer: {{steps: 30, batch_size: 8, warmup_steps: 5}}
+  prior: {{steps: 30, batch_size: 8, warmup_steps: 5}}
+sample: {{n_per_class: 2, seeds: 2, latency_samples: 1}}
+evaluate: {{judge_steps: 20}}
+precision: fp32
+""")
+    assert main(["run", str(tmp_path / "r.yaml"), "--runs-dir", str(tmp_path / "runs"),
+                 "--quiet"]) == 0
+    run = tmp_path / "runs" / "midi-tiny"
+    metrics = json.loads((run / "metrics.json").read_text())
+    real = metrics["signal"]["real data"]
+    assert real["tonality"]["mean"] > 0.7 and real["mode match"]["mean"] > 0.5
+    assert real["flatness"]["mean"] < 0.1
+    [s] = metrics["priors"]["gpt"]["sampling"]
+    assert set(s["signal"]) == {"tonality", "mode match", "flatness"}
+    assert sorted(p.name for p in (run / "samples" / "gpt").glob("*.wav")) == [
+        "class-major-0.wav", "class-minor-0.wav"]
+    assert "tonality" in capsys.readouterr().out
+
+
+def test_fluidsynth_missing_is_a_clear_error(monkeypatch, tmp_path):
+    from diffvq.errors import UserError
+
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(UserError, match="fluidsynth is not installed.*apt-get install"):
+        BachChorales(renderer="fluidsynth")
+    with pytest.raises(UserError, match="only used with renderer: fluidsynth"):
+        BachChorales(soundfont=str(tmp_path / "x.sf2"))
+
+
+@pytest.mark.skipif(__import__("shutil").which("fluidsynth") is None,
+                    reason="FluidSynth not installed (Debian: apt-get install fluidsynth "
+                           "fluid-soundfont-gm)")
+def test_fluidsynth_renders_scores_and_midi_files_in_key(tmp_path):
+    from diffvq.errors import UserError
+    from diffvq_music import fluid
+
+    try:
+        sf2 = fluid.find_soundfont(None)
+    except UserError:
+        pytest.skip("no General MIDI soundfont installed")
+    wave = fluid.render_score(_score([C, F, G, C] * 3, "C"), SR, sf2)
+    assert np.isclose(np.abs(wave).max(), HEADROOM) and len(wave) > 6 * SR
+    assert np.array_equal(wave, fluid.render_score(_score([C, F, G, C] * 3, "C"), SR, sf2))
+    score, key, mode = tonality(wave, SR)
+    assert (key, mode) == ("C", "major") and score > 0.7
+    (tmp_path / "midi").mkdir()
+    _score([AM, DM, E, AM] * 2, "a").write("midi", fp=str(tmp_path / "midi" / "a.mid"))
+    (tmp_path / "midi" / "bad.mid").write_bytes(b"not midi")
+    d = MidiFolder(path=str(tmp_path / "midi"), seconds=1.024, renderer="fluidsynth",
+                   on_error="skip", test_fraction=0)
+    x, _ = d.load("train")
+    assert len(x) >= 3 and sum(d.skipped.values()) == 1
+    assert tonality(x.reshape(-1).numpy(), SR)[1:] == ("A", "minor")
