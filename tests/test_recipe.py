@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from diffvq import recipe as recipe_mod
@@ -182,3 +184,20 @@ def test_guidance_on_an_unconditional_prior_is_an_error(tiny, write_recipe, plug
         recipe_mod.load(write_recipe(tiny), plugins=plugins)
     assert "priors.gpt.sample.guidance: classifier-free guidance needs class labels" in \
         "\n".join(problems(exc))
+
+
+SHIPPED = sorted((Path(__file__).parent.parent / "recipes").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.parent.name + "/" + p.name)
+def test_every_shipped_recipe_validates(path, plugins):
+    """The recipes we ship stay valid as components change; those for your own files ask for
+    the one key only you can give (data.path) and nothing else."""
+    text = path.read_text()
+    if "data.path=" in text:  # run with data.path=/your/files
+        with pytest.raises(RecipeError) as e:
+            recipe_mod.load(path, [], plugins=plugins)
+        assert str(e.value).count("\n") == 0 and "data.path: required key is missing" in str(e.value)
+    else:
+        r, _ = recipe_mod.load(path, [], plugins=plugins)
+        assert r.name and r.priors
