@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 import time
 
-import numpy as np
 
 from audio_speed import main as audio_main
 from diffvq.summary import table

@@ -19,6 +19,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from diffvq import classfolders
 from diffvq.errors import UserError
 from diffvq.interfaces import DataInfo
 
@@ -81,32 +82,8 @@ class AudioFolder:
         """(class names, [(file, label)]), sorted; unlabelled folders have no class names."""
         if self._scan is not None:
             return self._scan
-        if not self.path.is_dir():
-            raise UserError(f"data.path: {self.path} is not a folder")
-
-        def audio(d: Path) -> list[Path]:
-            return sorted(p for p in d.iterdir()
-                          if p.is_file() and p.suffix.lower() in CANDIDATE_SUFFIXES
-                          and not p.name.startswith("."))
-
-        classes = sorted(d.name for d in self.path.iterdir()
-                         if d.is_dir() and not d.name.startswith("."))
-        top = audio(self.path)
-        if classes and top:
-            raise UserError(f"data.path: {self.path} holds both audio files ({top[0].name}, ...) "
-                            f"and class sub-folders; put every file in a class sub-folder")
-        if classes:
-            files = [(f, c) for c, name in enumerate(classes) for f in audio(self.path / name)]
-            empty = [name for name in classes if not audio(self.path / name)]
-            if empty:
-                raise UserError(f"data.path: class folder(s) {', '.join(empty)} in {self.path} "
-                                f"hold no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})")
-        else:
-            files = [(f, 0) for f in top]
-        if not files:
-            raise UserError(f"data.path: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) "
-                            f"found in {self.path}")
-        self._scan = (tuple(classes), files)
+        self._scan = classfolders.scan(self.path, CANDIDATE_SUFFIXES, "audio files",
+                                       ", ".join(sorted(AUDIO_SUFFIXES)))
         return self._scan
 
     def info(self) -> DataInfo:

@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import Field
 from torch import Tensor
 
+from diffvq import classfolders
 from diffvq.errors import UserError
 from diffvq.interfaces import DataInfo
 
@@ -205,31 +206,7 @@ class ImageFolder:
         """(class names, [(file, label)]), sorted; unlabelled folders have no class names."""
         if self._scan is not None:
             return self._scan
-        if not self.path.is_dir():
-            raise UserError(f"data.path: {self.path} is not a folder")
-
-        def images(d: Path) -> list[Path]:
-            return sorted(p for p in d.iterdir()
-                          if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                          and not p.name.startswith("."))
-
-        classes = sorted(d.name for d in self.path.iterdir()
-                         if d.is_dir() and not d.name.startswith("."))
-        top = images(self.path)
-        if classes and top:
-            raise UserError(f"data.path: {self.path} holds both images ({top[0].name}, ...) and "
-                            f"class sub-folders; put every image in a class sub-folder")
-        if classes:
-            files = [(f, c) for c, name in enumerate(classes) for f in images(self.path / name)]
-            empty = [name for name in classes if not images(self.path / name)]
-            if empty:
-                raise UserError(f"data.path: class folder(s) {', '.join(empty)} in {self.path} "
-                                f"hold no PNG/JPG images")
-        else:
-            files = [(f, 0) for f in top]
-        if not files:
-            raise UserError(f"data.path: no PNG/JPG images found in {self.path}")
-        self._scan = (tuple(classes), files)
+        self._scan = classfolders.scan(self.path, IMAGE_SUFFIXES, "images", "PNG/JPG")
         return self._scan
 
     def _read(self, path: Path) -> Image.Image:

@@ -30,7 +30,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from diffvq import arraycache
+from diffvq import arraycache, classfolders
 from diffvq.errors import UserError
 from diffvq.interfaces import DataInfo
 from diffvq_audio.mel import aligned_samples
@@ -76,14 +76,11 @@ def _renderer_params(soundfont: str | None) -> dict:
     soundfont's path and size, and FluidSynth's version, otherwise."""
     if soundfont is None:
         return {}
-    import subprocess
-
     from . import fluid
 
-    version = subprocess.run([fluid.fluidsynth_binary(), "--version"], capture_output=True,
-                             text=True).stdout.split("\n")[0].strip()
     return {"renderer": "fluidsynth", "soundfont": soundfont,
-            "soundfont_bytes": Path(soundfont).stat().st_size, "fluidsynth": version}
+            "soundfont_bytes": Path(soundfont).stat().st_size,
+            "fluidsynth": fluid.fluidsynth_version()}
 
 
 def _renderer_suffix(soundfont: str | None) -> str:
@@ -230,24 +227,7 @@ class MidiFolder:
         self._loaded: dict[str, tuple[Tensor, Tensor]] | None = None
 
     def _files(self) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
-        if not self.path.is_dir():
-            raise UserError(f"data.path: {self.path} is not a folder")
-
-        def midi(d: Path) -> list[Path]:
-            return sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")
-                          and p.suffix.lower() in MIDI_SUFFIXES)
-
-        classes = tuple(sorted(d.name for d in self.path.iterdir()
-                               if d.is_dir() and not d.name.startswith(".")))
-        top = midi(self.path)
-        if classes and top:
-            raise UserError(f"data.path: {self.path} holds both MIDI files ({top[0].name}, ...) "
-                            f"and class sub-folders; put every file in a class sub-folder")
-        files = ([(f, c) for c, name in enumerate(classes) for f in midi(self.path / name)]
-                 if classes else [(f, 0) for f in top])
-        if not files:
-            raise UserError(f"data.path: no MIDI files (.mid, .midi) found in {self.path}")
-        return classes, files
+        return classfolders.scan(self.path, MIDI_SUFFIXES, "MIDI files", ".mid, .midi")
 
     def info(self) -> DataInfo:
         classes, files = self._files()

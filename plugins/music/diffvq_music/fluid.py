@@ -9,9 +9,11 @@ the data set's sample rate; the result is mixed to mono and scaled to the synthe
 
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,13 @@ def fluidsynth_binary() -> str:
         raise UserError(f"data.renderer: fluidsynth is not installed; {INSTALL}, or use "
                         f"renderer: synth")
     return found
+
+
+@lru_cache(maxsize=None)
+def fluidsynth_version() -> str:
+    """FluidSynth's first `--version` line (asked once per process: it keys caches)."""
+    proc = subprocess.run([fluidsynth_binary(), "--version"], capture_output=True, text=True)
+    return proc.stdout.split("\n")[0].strip()
 
 
 def find_soundfont(path: str | None) -> Path:
@@ -79,7 +88,7 @@ def render_score(score, sample_rate: int, soundfont: Path) -> np.ndarray:
     """A music21 score, each part a woodwind (VOICE_PROGRAMS, cycling), through FluidSynth."""
     from music21 import instrument
 
-    score = score.__deepcopy__()
+    score = copy.deepcopy(score)  # the caller's score keeps its instruments
     for v, part in enumerate(score.parts):
         for old in list(part.recurse().getElementsByClass(instrument.Instrument)):
             old.activeSite.remove(old)

@@ -139,8 +139,6 @@ def test_spectral_flatness_tells_tones_from_noise_and_silence():
 
 
 def _music(class_names=("major", "minor")):
-    import torch  # noqa: F401
-
     from diffvq.interfaces import DataInfo
     from diffvq_music.modality import MusicModality
 
