@@ -4,6 +4,7 @@ folder and is renamed into place. Weights are safetensors beside a JSON config; 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import UserError
+from .errors import DiskFullError, UserError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -36,21 +37,29 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, _FILE_MODE)
+def _no_room(exc: BaseException, path: Path, needed: int | None) -> DiskFullError | None:
+    """A failed write's cause when it is the disk: an ENOSPC-like error, or (for writers that
+    hide the errno, like torch.save) less free space left than the file needed."""
     try:
-        with os.fdopen(fd, "wb") as f:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return DiskFullError(path, needed, free)
+    if free is not None and free < max(needed or 0, 1 << 20):
+        return DiskFullError(path, needed, free)
+    return None
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+
+    atomic_save(path, write, size=len(data))
+    _fsync_dir(Path(path).parent)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -74,8 +83,10 @@ def write_yaml(path: Path, obj: Any, header: str = "") -> None:
     atomic_write_text(path, header + yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
 
 
-def atomic_save(path: Path, save: Any) -> None:
-    """Call `save(tmp_path)` and rename the result into place."""
+def atomic_save(path: Path, save: Any, size: int | None = None) -> None:
+    """Call `save(tmp_path)` and rename the result into place; on failure the temporary file
+    is removed, and a full disk is reported as such (`size`: the bytes the file needs, if
+    known)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -84,6 +95,12 @@ def atomic_save(path: Path, save: Any) -> None:
     try:
         save(tmp)
         os.replace(tmp, path)
+    except Exception as exc:
+        Path(tmp).unlink(missing_ok=True)
+        full = _no_room(exc, path, size)
+        if full is not None:
+            raise full from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -92,7 +109,7 @@ def atomic_save(path: Path, save: Any) -> None:
 def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
     """Tensors to safetensors (contiguous, detached, on CPU)."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    atomic_save(path, lambda tmp: save_file(tensors, tmp))
+    atomic_save(path, lambda tmp: save_file(tensors, tmp), size=_nbytes(tensors))
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -104,9 +121,34 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
+def load_array(path: Path, mmap: bool = False, remedy: str = "run the recipe again to "
+                                                                "rebuild it") -> Any:
+    """A `.npy` array, never unpickled: object arrays and damaged files are refused."""
+    import numpy as np
+
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found; {remedy}") from None
+    except (ValueError, OSError, EOFError) as exc:
+        first = (str(exc).splitlines() or [""])[0][:120]
+        raise UserError(f"{path}: not a plain array file ({first}); {remedy}") from None
+
+
 def save_state(path: Path, state: Any) -> None:
     """Training state (optimizer moments, RNG) with torch.save; read back weights-only."""
-    atomic_save(path, lambda tmp: torch.save(state, tmp))
+    atomic_save(path, lambda tmp: torch.save(state, tmp), size=_nbytes(state))
+
+
+def _nbytes(obj: Any) -> int:
+    """Bytes of the tensors in a nested state (what a file of it needs, roughly)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
 
 
 def load_state(path: Path) -> Any:

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from . import storage
+from .errors import TrainingDiverged
 from .runtime import autocast
 
 
@@ -156,7 +157,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, device: torch.device, precision: str, seed: int,
                  workdir: Path | None = None, fingerprint: str = "", desc: str = "train",
-                 progress: bool = True):
+                 progress: bool = True, settings: str = "train"):
         self.cfg = cfg
         self.device = device
         self.precision = precision
@@ -165,6 +166,7 @@ class Trainer:
         self.fingerprint = fingerprint
         self.desc = desc
         self.progress = progress
+        self.settings = settings  # the recipe section of these settings, named in errors
 
     # -- checkpoints ---------------------------------------------------------------------------
     @property
@@ -179,16 +181,20 @@ class Trainer:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        storage.save_weights(tmp / "model.safetensors", module.state_dict())
-        if ema is not None:
-            storage.save_weights(tmp / "ema.safetensors", ema.state_dict())
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        storage.save_state(tmp / "optimizer.pt", {"optimizer": opt.state_dict(), "rng": rng})
-        storage.write_json(tmp / "trainer.json", {"step": step, "fingerprint": self.fingerprint,
-                                                  "elapsed_s": elapsed, "losses": losses})
-        storage.replace_dir(tmp, self.ckpt_dir)
+        try:
+            storage.save_weights(tmp / "model.safetensors", module.state_dict())
+            if ema is not None:
+                storage.save_weights(tmp / "ema.safetensors", ema.state_dict())
+            rng = {"torch": torch.get_rng_state()}
+            if torch.cuda.is_available():
+                rng["cuda"] = torch.cuda.get_rng_state_all()
+            storage.save_state(tmp / "optimizer.pt", {"optimizer": opt.state_dict(), "rng": rng})
+            storage.write_json(tmp / "trainer.json", {"step": step, "fingerprint": self.fingerprint,
+                                                      "elapsed_s": elapsed, "losses": losses})
+            storage.replace_dir(tmp, self.ckpt_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # the previous checkpoint stays usable
+            raise
 
     def _find_checkpoint(self) -> Path | None:
         if self.ckpt_dir is None:
@@ -250,7 +256,10 @@ class Trainer:
                 with autocast(self.device, self.precision):
                     loss, logs = module.training_loss(batch)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"{self.desc}: loss is {loss.item()} at step {step}")
+                    raise TrainingDiverged(
+                        f"{self.desc}: the loss became {loss.item()} at step {step} (learning rate "
+                        f"{lr_at(step, cfg):.3g}); training stopped (its last checkpoint, if any, is "
+                        f"kept); lower {self.settings}.lr or raise {self.settings}.warmup_steps")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip is not None:
