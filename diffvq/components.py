@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__, storage
+from . import __version__, limits, schema, storage
 from .errors import UserError
-from .interfaces import TokenSpec
+from .interfaces import INJECTED, TokenSpec
 from .registry import Registry
 
 
@@ -73,11 +73,35 @@ def load_component(dir: Path, registry: Registry, kind: str,
         raise UserError(f"{dir / 'config.json'}: not a diffvq component config")
     if cfg.get("kind") != kind:
         raise UserError(f"{dir}: holds a {cfg.get('kind')}, expected a {kind}")
+    if not isinstance(cfg.get("name"), str) or not isinstance(cfg.get("params"), dict) \
+            or not isinstance(cfg.get("injected"), dict):
+        raise UserError(f"{dir / 'config.json'}: not a diffvq component config (name, params "
+                        f"and injected expected)")
     entry = registry.get(kind, cfg["name"])
+    where = f"{dir / 'config.json'}"
+    model = schema.signature_model(entry.cls.__init__, INJECTED[kind])
+    params, problems = schema.validate(model, cfg["params"], "params")
+    if problems:
+        raise UserError(f"{where}: {problems[0]}")
+    shape = cfg["injected"].get("codebook_shape")
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 2 and all(
+            isinstance(n, int) and 0 < n <= 2**31 for n in shape)):
+        raise UserError(f"{where}: injected.codebook_shape is not a codebook's [K, D] ({shape!r})")
     try:
-        module = entry.cls(**_decode_injected(kind, cfg["injected"]), **cfg["params"])
+        injected = _decode_injected(kind, cfg["injected"])
     except (TypeError, ValueError, KeyError) as exc:
-        raise UserError(f"{dir}: config does not build a {kind} {cfg['name']!r} ({exc})") from None
+        raise UserError(f"{where}: config does not build a {kind} {cfg['name']!r} "
+                        f"({limits.one_line(exc)})") from None
+    defaults = {k: f.default for k, f in model.model_fields.items() if not f.is_required()}
+    problem = limits.too_large(lambda p: entry.cls(**injected, **p), params, defaults,
+                               limits.available_memory(torch.device(device)), "params")
+    if problem is not None:
+        raise UserError(f"{where}: {problem}")
+    try:
+        module = entry.cls(**injected, **params)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise UserError(f"{where}: config does not build a {kind} {cfg['name']!r} "
+                        f"({limits.one_line(exc)})") from None
     state = storage.load_weights(dir / "model.safetensors")
     try:
         module.load_state_dict(state, strict=True)

@@ -16,10 +16,10 @@ import torch
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """The profiler's C++ side logs "profiler_start/stop" lines straight to file descriptor 2
-    (no setting turns them off); point it at /dev/null meanwhile. Python exceptions still
-    propagate as objects."""
+def stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null meanwhile: the profiler's C++ side logs
+    "profiler_start/stop" lines straight to it (no setting turns them off), and libraries warn
+    about made-up data. Python exceptions still propagate as objects."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -56,7 +56,7 @@ def peak_memory_bytes(fn: Callable[[], Any], device: torch.device) -> int:
         return int(torch.cuda.max_memory_allocated(device) - base)
     from torch.profiler import ProfilerActivity, profile
 
-    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU],
+    with stderr_silenced(), profile(activities=[ProfilerActivity.CPU],
                                             profile_memory=True) as prof:
         fn()
     events = sorted((e for e in prof.events() if e.self_cpu_memory_usage),

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import schema
+from . import limits, schema
 from .errors import RecipeError, UserError
 from .components import build_prior
 from .interfaces import INJECTED, SAMPLE_INJECTED, DataInfo, HasCodebook, TokenSpec
 from .plugins import Plugins
-from .runtime import DeviceName, Precision
+from .runtime import DeviceName, Precision, select_device
 from .trainer import TrainConfig
 
 COMPONENT_SECTIONS = {"modality": "modality", "data": "dataset", "tokenizer": "tokenizer",
@@ -157,10 +159,10 @@ class RecipeModel(BaseModel):
     """The top level of a recipe."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
                       description="run directory name under runs/")
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="a 32-bit unsigned integer")
     modality: str | dict[str, Any]
     data: str | dict[str, Any]
     tokenizer: str | dict[str, Any]
@@ -396,8 +398,8 @@ def resolve(raw: dict[str, Any], plugins: Plugins, source: str = "recipe") -> Re
 
 def _dry_build(recipe: Recipe, problems: list[str]) -> None:
     """Construct every component once (cheap) so that errors only a constructor can see -
-    an input size the tokenizer cannot downsample, a data folder that is missing - are found
-    before any work starts."""
+    an input size the tokenizer cannot downsample, a data folder that is missing, sizes that
+    cannot fit in memory - are found before any work starts."""
     try:
         dataset = recipe.data.cls(**recipe.data.params)
         info: DataInfo = dataset.info()
@@ -406,22 +408,39 @@ def _dry_build(recipe: Recipe, problems: list[str]) -> None:
         problems.append(msg if msg.startswith("data") else f"data: {msg}")
         return
     try:
+        device = select_device(recipe.device)  # type: ignore[arg-type]
         modality = recipe.modality.cls(info=info, **recipe.modality.params)
-        tokenizer = recipe.tokenizer.cls(input_shape=modality.model_shape(),
-                                         **recipe.tokenizer.params)
     except (UserError, ValueError, TypeError) as exc:
-        problems.append(f"tokenizer: {exc}")
+        problems.append(f"modality: {exc}")
+        return
+    avail = limits.available_memory(device)
+    shape = tuple(modality.model_shape())
+    tok_cls = recipe.tokenizer.cls
+    tokenizer = _build_within(
+        "tokenizer", tok_cls, recipe.tokenizer.params,
+        lambda p: tok_cls(input_shape=shape, **p), avail, problems)
+    if tokenizer is None:
         return
     spec = TokenSpec(tuple(tokenizer.grid_shape), int(tokenizer.codebook_size), info.n_classes)
     codebook = tokenizer.codebook() if isinstance(tokenizer, HasCodebook) else None
+    _check_training(tokenizer, "train.tokenizer", recipe.tokenizer_train.batch_size, avail,
+                    lambda b: {"x": torch.randn(b, *shape)}, problems)
+    n = recipe.sample.n_per_class * max(spec.n_classes, 1)
+    per_sample = spec.seq_len * 8 + 4 * (2 * math.prod(shape) + math.prod(info.shape))
+    held = recipe.sample.seeds * n * per_sample
+    if held > avail:
+        problems.append(f"sample: {recipe.sample.seeds} seeds x {n:,} samples need about "
+                        f"{limits.size(held)} to decode and judge, and {limits.size(avail)} "
+                        f"is available; lower sample.n_per_class or sample.seeds")
     for key, p in recipe.priors.items():
         if not spec.n_classes and "guidance" in p.explicit:
             problems.append(f"priors.{key}.sample.guidance: classifier-free guidance needs class "
-                            f"labels, and data set {recipe.data.name!r} has none")
-        try:
-            prior = build_prior(p.cls, spec, p.params, codebook)
-        except (UserError, ValueError, TypeError) as exc:
-            problems.append(f"priors.{key}: {exc}")
+                            f"labels, and data set {recipe.data.name!r} has none (its data has "
+                            f"no classes: give it one sub-folder per class where it reads "
+                            f"folders, or set sample.guidance: 1.0, which is no guidance)")
+        prior = _build_within(f"priors.{key}", p.cls, p.params,
+                              lambda q, p=p: build_prior(p.cls, spec, q, codebook), avail, problems)
+        if prior is None:
             continue
         for _, options in p.variants:
             try:
@@ -429,6 +448,59 @@ def _dry_build(recipe: Recipe, problems: list[str]) -> None:
             except ValueError as exc:
                 problems.append(f"priors.{key}.sample: {exc}")
                 break
+
+        def tokens(b: int) -> dict[str, torch.Tensor]:
+            batch = {"tokens": torch.randint(spec.vocab_size, (b, spec.seq_len))}
+            if spec.n_classes:
+                batch["labels"] = torch.randint(spec.n_classes, (b,))
+            return batch
+
+        act = _check_training(prior, f"priors.{key}.train", p.train.batch_size, avail, tokens,
+                              problems)
+        sampling = act * min(recipe.sample.batch_size, n) if act is not None else 0
+        if sampling > avail:
+            problems.append(f"sample.batch_size: {min(recipe.sample.batch_size, n):,} samples "
+                            f"at a time need about {limits.size(sampling)} for prior {key!r}, "
+                            f"and {limits.size(avail)} is available; lower it")
+
+
+def _build_within(path: str, cls: type, params: dict[str, Any],
+                  build: Callable[[dict[str, Any]], Any], avail: int,
+                  problems: list[str]) -> Any | None:
+    """Build a component for real, once its parameters (counted on the meta device, in
+    bounded time) are known to fit in memory with their training state; None on a problem."""
+    kind = "prior" if path.startswith("priors") else "tokenizer"
+    model = schema.signature_model(cls.__init__, INJECTED[kind])
+    defaults = {k: f.default for k, f in model.model_fields.items() if not f.is_required()}
+    problem = limits.too_large(build, params, defaults, avail, path)
+    if problem is not None:
+        problems.append(f"{path}: {problem}")
+        return None
+    try:
+        return build(params)
+    except (UserError, ValueError, TypeError) as exc:
+        problems.append(f"{path}: {limits.one_line(exc, 500)}")
+    except Exception as exc:  # noqa: BLE001 - a size no tensor can have, a library's refusal
+        problems.append(f"{path}: cannot be built with these sizes ({type(exc).__name__}: "
+                        f"{limits.one_line(exc)})")
+    return None
+
+
+def _check_training(module: Any, path: str, batch_size: int, avail: int,
+                    batch: Callable[[int], dict[str, torch.Tensor]],
+                    problems: list[str]) -> int | None:
+    """Activation bytes per example of one training step of `module` (None if it could not
+    be measured); a problem if a batch of `batch_size` cannot fit beside its parameters."""
+    try:
+        act = limits.activation_bytes(module, batch)
+    except Exception:  # noqa: BLE001 - a component that cannot train on made-up data is
+        return None    # measured by its real run; this is only an estimate
+    need = act * batch_size + limits.parameter_count(module) * limits.TRAIN_BYTES_PER_PARAM
+    if need > avail:
+        problems.append(f"{path}.batch_size: {batch_size:,} examples need about "
+                        f"{limits.size(need)} to train ({limits.size(act)} of activations "
+                        f"each), and {limits.size(avail)} is available; lower it")
+    return act
 
 
 def load(path: str | Path, overrides: list[str] = (), plugin_files: list[str] = (),

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from . import storage
+from .errors import UserError
 from .interfaces import TokenSpec
 
 SPLITS = ("train", "test")
@@ -50,6 +51,14 @@ def write_meta(dir: Path, spec: TokenSpec, counts: dict[str, int], class_names: 
                                            "class_names": class_names})
 
 
+_CHECKED: set[tuple[Path, int, int]] = set()  # (path, mtime, size) of token files checked
+
+
+def _load(path: Path, mmap: bool = False) -> np.ndarray:
+    return storage.load_array(path, mmap, remedy="delete the run's tokens/ and stages/ to "
+                                              "rebuild it")
+
+
 @dataclass
 class TokenCache:
     dir: Path
@@ -58,12 +67,32 @@ class TokenCache:
 
     @classmethod
     def open(cls, dir: Path) -> "TokenCache":
-        meta = storage.read_json(Path(dir) / "meta.json")
-        return cls(Path(dir), TokenSpec.from_dict(meta["spec"]), list(meta["class_names"]))
+        path = Path(dir) / "meta.json"
+        meta = storage.read_json(path)
+        try:
+            spec = TokenSpec.from_dict(meta["spec"])
+            names = [str(n) for n in meta["class_names"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{path}: not a token cache's meta data ({exc!r})") from None
+        if min(spec.grid_shape, default=0) <= 0 or spec.vocab_size < 1 or spec.n_classes < 0:
+            raise UserError(f"{path}: not a token cache's meta data (spec {meta['spec']!r})")
+        return cls(Path(dir), spec, names)
 
     def tokens(self, split: str) -> np.memmap:
-        """`[N, *grid]` integer memory map (read-only)."""
-        return np.load(self.dir / f"{split}.tokens.npy", mmap_mode="r")
+        """`[N, *grid]` integer memory map (read-only), checked against the spec once."""
+        path = self.dir / f"{split}.tokens.npy"
+        arr = _load(path, mmap=True)
+        stat = path.stat()
+        if (path, stat.st_mtime_ns, stat.st_size) not in _CHECKED:
+            if arr.dtype.kind not in "iu" or tuple(arr.shape[1:]) != tuple(self.spec.grid_shape):
+                raise UserError(f"{path}: holds {arr.dtype} {tuple(arr.shape)}, not tokens "
+                                f"[N, {', '.join(map(str, self.spec.grid_shape))}]; delete the "
+                                f"run's tokens/ and stages/ to rebuild it")
+            if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= self.spec.vocab_size):
+                raise UserError(f"{path}: token ids outside 0..{self.spec.vocab_size - 1}; "
+                                f"delete the run's tokens/ and stages/ to rebuild it")
+            _CHECKED.add((path, stat.st_mtime_ns, stat.st_size))
+        return arr
 
     def sequences(self, split: str) -> np.ndarray:
         """`[N, L]` flattened view of the token grid (still memory-mapped)."""
@@ -71,12 +100,24 @@ class TokenCache:
         return t.reshape(t.shape[0], math.prod(t.shape[1:]))
 
     def labels(self, split: str) -> np.ndarray:
-        return np.load(self.dir / f"{split}.labels.npy")
+        path = self.dir / f"{split}.labels.npy"
+        labels = _load(path)
+        n = self.tokens(split).shape[0]
+        if labels.dtype.kind not in "iu" or labels.shape != (n,) or (
+                n and self.spec.n_classes and not 0 <= labels.min() <= labels.max()
+                < self.spec.n_classes):
+            raise UserError(f"{path}: not {n} class labels of 0..{self.spec.n_classes - 1}")
+        return labels
 
     def codebook(self) -> Tensor | None:
         """`[K, D]` codebook vectors, or None when the tokenizer has none."""
         path = self.dir / "codebook.npy"
-        return torch.from_numpy(np.load(path)) if path.is_file() else None
+        if not path.is_file():
+            return None
+        arr = _load(path)
+        if arr.dtype.kind != "f" or arr.ndim != 2 or arr.shape[0] != self.spec.vocab_size:
+            raise UserError(f"{path}: not a codebook of {self.spec.vocab_size} float vectors")
+        return torch.from_numpy(arr)
 
     def torch_sequences(self, split: str) -> Tensor:
         return torch.from_numpy(np.asarray(self.sequences(split), dtype=np.int64))
