@@ -19,10 +19,18 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .errors import UserError
+from .errors import UserError, explain, save_traceback
 
 KIND_ALIASES = {"modalities": "modality", "datasets": "dataset", "data": "dataset",
                 "tokenizers": "tokenizer", "priors": "prior", "decoders": "decoder"}
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--replace-stale", action="store_true",
+                   help="delete the results a changed recipe makes stale (default: move them "
+                        "to RUN/superseded/<time>/)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,17 +57,15 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("overrides", nargs="*", metavar="key.sub=value",
                        help="override recipe keys (values parsed as YAML)")
         if name == "run":
-            p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
-            p.add_argument("--quiet", action="store_true", help="no progress bars")
+            _run_options(p)
     p = sub.add_parser("compare", parents=[common],
                        help="compare priors: run a recipe (or take finished runs), evaluate, "
                             "write report.html")
     p.add_argument("targets", nargs="+", metavar="RECIPE|RUN_DIR",
                    help="a recipe and overrides, or run directories to compare")
-    p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
+    _run_options(p)
     p.add_argument("--out", help="report folder when comparing run directories "
                                  "(default: RUNS_DIR/compare-<run>-<run>...)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     sub.add_parser("plugins", parents=[common], help="list plugins, what they registered, failures")
     p = sub.add_parser("ls", parents=[common], help="list registered components, or a component's keys")
     p.add_argument("kind", nargs="?", help="modality, dataset, tokenizer, prior or decoder")
@@ -85,7 +91,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .summary import format_summary
 
     r, plugins = recipe_mod.load(args.recipe, args.overrides, args.plugin)
-    run = Run(r, plugins, runs_dir=Path(args.runs_dir), progress=not args.quiet)
+    run = Run(r, plugins, runs_dir=Path(args.runs_dir), progress=not args.quiet,
+              replace_stale=args.replace_stale)
     metrics = run.execute()
     print(format_summary(metrics, run.run_dir))
     return 0
@@ -112,7 +119,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         from .pipeline import Run
 
         r, plugins = recipe_mod.load(args.targets[0], args.targets[1:], args.plugin)
-        run = Run(r, plugins, runs_dir=Path(args.runs_dir), progress=not args.quiet)
+        run = Run(r, plugins, runs_dir=Path(args.runs_dir), progress=not args.quiet,
+              replace_stale=args.replace_stale)
         metrics = run.execute()
         run_dir = run.run_dir
         report = report_for_run(run_dir, metrics)
@@ -204,15 +212,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return commands[args.command](args)
-    except UserError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_status
     except KeyboardInterrupt:
         if args.debug:
             raise
         print("diffvq: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        return _report(exc)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _report(exc: Exception) -> int:
+    """One line for any failure: a user's (exit 2) or, for a bug, where its traceback is
+    (exit 1)."""
+    user = explain(exc)
+    if user is not None:
+        print(f"error: {user}", file=sys.stderr)
+        return user.exit_status
+    saved = save_traceback(exc)
+    where = f"traceback in {saved}" if saved else "run with --debug for the traceback"
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    print(f"internal error: {type(exc).__name__}: {first} ({where}; please report it)",
+          file=sys.stderr)
+    return 1

@@ -17,21 +17,18 @@ so is everything downstream. Training interrupted mid-way resumes from its last 
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import shutil
 import sys
 import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from . import measure, storage, tokencache
+from . import measure, stages, storage, tokencache
 from .components import build_prior, load_component, save_component, wants_codebook
 from .errors import UserError
 from .evaluation import (JudgeEvaluation, evenly_spaced, reference_rows, reference_subsets,
@@ -43,6 +40,7 @@ from .plugins import Plugins
 from .provenance import environment
 from .recipe import Recipe
 from .runtime import autocast, resolve_precision, select_device
+from .stages import Stage, fingerprint
 from .stats import distinct_share
 from .trainer import Batches, Trainer, TrainConfig
 
@@ -50,11 +48,6 @@ from .trainer import Batches, Trainer, TrainConfig
 SAMPLING_KEYS = ("variant", "options", "nfe", "seeds", "n", "batch_size", "seconds_per_sample",
                  "seconds_per_sample_latency", "peak_memory_mb", "peak_memory_mb_per_sample",
                  "peak_memory_mb_latency", "files")
-
-
-def fingerprint(*parts: Any) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def derived_seed(seed: int, *names: str) -> int:
@@ -67,49 +60,19 @@ def _train_fp(cfg: TrainConfig) -> dict[str, Any]:
     return cfg.model_dump(mode="json", exclude={"checkpoint_every_s"})
 
 
+def _make_dirs(path: Path) -> Path | None:
+    """Make `path` and its parents; the topmost folder this made (None if it existed), so a
+    failed run can take back exactly what it made."""
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{parent}: is a file; runs need a folder there (--runs-dir)")
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    return missing[-1] if missing else None
+
+
 def log(msg: str) -> None:
     print(f"diffvq: {msg}", file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def _run_lock(run_dir: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    with open(run_dir / ".lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"{run_dir}: another diffvq process is working on this run") from None
-        yield
-
-
-@dataclass
-class Stage:
-    """A finished-stage marker: `stages/<id>.json` holding the fingerprint it was made from."""
-
-    run_dir: Path
-    id: str
-    fp: str
-
-    @property
-    def path(self) -> Path:
-        return self.run_dir / "stages" / f"{self.id}.json"
-
-    def info(self) -> dict[str, Any] | None:
-        if not self.path.is_file():
-            return None
-        try:
-            marker = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        return marker.get("info", {}) if marker.get("fingerprint") == self.fp else None
-
-    def finish(self, info: dict[str, Any]) -> None:
-        storage.write_json(self.path, {"fingerprint": self.fp, "finished": time.time(),
-                                       "info": info})
 
 
 @dataclass
@@ -118,6 +81,7 @@ class Run:
     plugins: Plugins
     runs_dir: Path = Path("runs")
     progress: bool = True
+    replace_stale: bool = False  # delete results a changed recipe supersedes, not move aside
     _data: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     _signals: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     _recon_test: tuple[torch.Tensor, ...] | None = None
@@ -168,38 +132,54 @@ class Run:
         return self._data[split]
 
     # -- stages -----------------------------------------------------------------------------------
-    def _stage(self, stage_id: str, fp: str, out_dir: Path | None,
-               work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        stage = Stage(self.run_dir, stage_id, fp)
+    def stages(self) -> dict[str, Stage]:
+        """Every stage of the recipe, in order, with the fingerprint it must be made from and
+        the files it makes."""
+        d, r = self.run_dir, self.recipe
+        out = [Stage(d, "tokenizer", self.fp_tokenizer, [d / "tokenizer"]),
+               Stage(d, "tokens", self.fp_tokens, [d / "tokens"])]
+        out += [Stage(d, f"prior-{k}", self.fp_prior[k], [d / "priors" / k]) for k in r.priors]
+        out += [Stage(d, f"samples-{k}" + (f"-{v}" if v else ""), self.fp_samples[(k, v)],
+                      [d / "samples" / k / v if v else d / "samples" / k])
+                for k, p in r.priors.items() for v, _ in p.variants]
+        out.append(Stage(d, "metrics", self.fp_metrics, [d / "metrics.json", d / "report.html"]))
+        return {s.id: s for s in out}
+
+    def _supersede_stale(self) -> None:
+        """Say which finished stages a changed recipe or data makes stale, and why; move their
+        results aside (or delete them when asked to) before any is redone."""
+        stale = [s for s in self.stages().values() if s.stale()]
+        if stale:
+            now = stages.inputs(self.recipe.to_dict(), self.dataset.fingerprint(), self.precision)
+            why = stages.changes(stages.read_inputs(self.run_dir), now)
+            log(f"{self.run_dir} was made from something else ({why}); redoing "
+                f"{', '.join(s.id for s in stale)}")
+            dest = stages.supersede(self.run_dir, stale, discard=self.replace_stale)
+            if dest is not None:
+                log(f"the superseded results are kept in {dest} (at their old paths; "
+                    f"--replace-stale deletes them instead)")
+
+    def _stage(self, stage_id: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        stage = self.stages()[stage_id]
         done = stage.info()
         if done is not None:
             log(f"{stage_id}: up to date, skipped")
             return done
         stage.path.unlink(missing_ok=True)
-        if out_dir is not None and out_dir.exists():
-            if not self._has_checkpoint(out_dir, fp):
-                shutil.rmtree(out_dir)
+        for out in stage.outputs:  # leftovers of an unfinished attempt, unless it can resume
+            if out.is_dir() and stages.checkpoint_fingerprint(out) != stage.fp:
+                shutil.rmtree(out)
         t0 = time.monotonic()
         info = work()
         info["stage_wall_time_s"] = round(time.monotonic() - t0, 3)
         stage.finish(info)
         return info
 
-    @staticmethod
-    def _has_checkpoint(out_dir: Path, fp: str) -> bool:
-        """Whether `out_dir` holds an interrupted training of this very fingerprint."""
-        for name in ("checkpoint", "checkpoint.old"):
-            try:
-                meta = json.loads((out_dir / name / "trainer.json").read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            if meta.get("fingerprint") == fp:
-                return True
-        return False
-
-    def _trainer(self, cfg: TrainConfig, workdir: Path, fp: str, seed: int, desc: str) -> Trainer:
+    def _trainer(self, cfg: TrainConfig, workdir: Path, fp: str, seed: int, desc: str,
+                 settings: str) -> Trainer:
         return Trainer(cfg, device=self.device, precision=self.precision, seed=seed,
-                       workdir=workdir, fingerprint=fp, desc=desc, progress=self.progress)
+                       workdir=workdir, fingerprint=fp, desc=desc, progress=self.progress,
+                       settings=settings)
 
     def train_tokenizer(self) -> dict[str, Any]:
         r, out = self.recipe, self.run_dir / "tokenizer"
@@ -211,7 +191,8 @@ class Run:
             tok = r.tokenizer.cls(input_shape=input_shape, **r.tokenizer.params)
             log(f"tokenizer: training {r.tokenizer.name} ({count_parameters(tok):,} parameters) "
                 f"for {r.tokenizer_train.steps} steps on {len(x)} examples, {self.device}/{self.precision}")
-            trainer = self._trainer(r.tokenizer_train, out, self.fp_tokenizer, r.seed, "tokenizer")
+            trainer = self._trainer(r.tokenizer_train, out, self.fp_tokenizer, r.seed, "tokenizer",
+                                    "train.tokenizer")
             result = trainer.fit(tok, Batches({"x": x}, r.tokenizer_train.batch_size, r.seed))
             save_component(out, tok, "tokenizer", r.tokenizer.name, r.tokenizer.params,
                            {"input_shape": input_shape})
@@ -222,7 +203,7 @@ class Run:
             trainer.clear_checkpoint()
             return info
 
-        return self._stage("tokenizer", self.fp_tokenizer, out, work)
+        return self._stage("tokenizer", work)
 
     def tokenizer(self) -> torch.nn.Module:
         return load_component(self.run_dir / "tokenizer", self.plugins.registry, "tokenizer",
@@ -249,7 +230,7 @@ class Run:
                 f"{spec.seq_len} tokens (grid {spec.grid_shape}, codebook {spec.vocab_size})")
             return {"counts": counts, "spec": spec.to_dict()}
 
-        return self._stage("tokens", self.fp_tokens, out, work)
+        return self._stage("tokens", work)
 
     def token_cache(self) -> tokencache.TokenCache:
         return tokencache.TokenCache.open(self.run_dir / "tokens")
@@ -271,7 +252,8 @@ class Run:
             n_params = count_parameters(prior)
             log(f"prior {key}: training {p.name} ({n_params:,} parameters) for {p.train.steps} "
                 f"steps, {self.device}/{self.precision}")
-            trainer = self._trainer(p.train, out, self.fp_prior[key], seed, f"prior {key}")
+            trainer = self._trainer(p.train, out, self.fp_prior[key], seed, f"prior {key}",
+                                    f"priors.{key}.train")
             result = trainer.fit(prior, Batches(arrays, p.train.batch_size, seed))
             injected: dict[str, Any] = {"spec": cache.spec}
             if wants_codebook(p.cls):
@@ -284,7 +266,7 @@ class Run:
             trainer.clear_checkpoint()
             return info
 
-        return self._stage(f"prior-{key}", self.fp_prior[key], out, work)
+        return self._stage(f"prior-{key}", work)
 
     def prior(self, key: str) -> torch.nn.Module:
         return load_component(self.run_dir / "priors" / key, self.plugins.registry, "prior",
@@ -361,7 +343,7 @@ class Run:
             return info
 
         stage_id = f"samples-{key}" + (f"-{variant}" if variant else "")
-        return self._stage(stage_id, self.fp_samples[(key, variant)], out, work)
+        return self._stage(stage_id, work)
 
     def _sample_seed(self, key: str, which: int | str) -> int:
         """Seed 0 keeps the historical stream; others are derived from their index or role."""
@@ -393,7 +375,7 @@ class Run:
             storage.write_json(self.run_dir / "metrics.json", metrics)
             return {}
 
-        self._stage("metrics", self.fp_metrics, None, work)
+        self._stage("metrics", work)
         return storage.read_json(self.run_dir / "metrics.json")
 
     def _reference(self, jev: JudgeEvaluation | None) -> tuple[dict | None, dict | None]:
@@ -523,8 +505,8 @@ class Run:
             row = {k: v.get(k) for k in SAMPLING_KEYS}
             d = self.run_dir / "samples" / key / v["variant"] if v["variant"] else \
                 self.run_dir / "samples" / key
-            tokens = np.load(d / "tokens.npy")  # [seeds, n, *grid]
-            labels = np.load(d / "labels.npy") if self.info.n_classes else None
+            tokens = storage.load_array(d / "tokens.npy")  # [seeds, n, *grid]
+            labels = storage.load_array(d / "labels.npy") if self.info.n_classes else None
             row["distinct_share"] = float(np.mean([distinct_share(t) for t in tokens]))
             if jev is not None or isinstance(self.modality, HasSignalMetrics):
                 signals = [self.decode(tok, torch.from_numpy(t)) for t in tokens]
@@ -539,21 +521,22 @@ class Run:
 
     # -- the whole run ------------------------------------------------------------------------
     def execute(self) -> dict[str, Any]:
-        created = not self.run_dir.exists()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        created = _make_dirs(self.run_dir)
         try:
-            with _run_lock(self.run_dir):
+            with stages.run_lock(self.run_dir):
                 return self._execute()
-        except UserError:
-            if created and not any((self.run_dir / "stages").glob("*.json")):
-                shutil.rmtree(self.run_dir, ignore_errors=True)  # leave nothing half-made
+        except BaseException:
+            if created is not None and not stages.holds_work(self.run_dir):
+                shutil.rmtree(created, ignore_errors=True)  # leave nothing half-made
             raise
 
     def _execute(self) -> dict[str, Any]:
         r = self.recipe
+        self._supersede_stale()
         plugin_versions = {rec.name: rec.version for rec in self.plugins.records if not rec.error}
-        resolved = {**r.to_dict(), "environment": environment(plugin_versions, str(self.device),
-                                                              self.precision)}
+        env = environment(plugin_versions, str(self.device), self.precision)
+        resolved = {**r.to_dict(), "environment": {**env,
+                                                   "data_fingerprint": self.dataset.fingerprint()}}
         storage.write_yaml(self.run_dir / "recipe.resolved.yaml", resolved,
                            header=f"# resolved from {r.source}; re-run with: diffvq run "
                                   f"{self.run_dir / 'recipe.resolved.yaml'}\n")
