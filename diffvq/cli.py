@@ -28,6 +28,9 @@ KIND_ALIASES = {"modalities": "modality", "datasets": "dataset", "data": "datase
 def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for torch (the recipe's `threads`; default: one per "
+                        "physical core, or $DIFFVQ_THREADS)")
     p.add_argument("--replace-stale", action="store_true",
                    help="delete the results a changed recipe makes stale (default: move them "
                         "to RUN/superseded/<time>/)")
@@ -85,12 +88,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_threads(args: argparse.Namespace, overrides: list[str]) -> list[str]:
+    """`--threads N` is the override `threads=N`."""
+    if args.threads is None:
+        return list(overrides)
+    if args.threads < 1:
+        raise UserError(f"--threads {args.threads}: a positive whole number of threads, please")
+    return [*overrides, f"threads={args.threads}"]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from . import recipe as recipe_mod
     from .pipeline import Run
     from .summary import format_summary
 
-    r, plugins = recipe_mod.load(args.recipe, args.overrides, args.plugin)
+    r, plugins = recipe_mod.load(args.recipe, _with_threads(args, args.overrides), args.plugin)
     run = Run(r, plugins, runs_dir=Path(args.runs_dir), progress=not args.quiet,
               replace_stale=args.replace_stale)
     metrics = run.execute()
@@ -118,7 +130,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         from . import recipe as recipe_mod
         from .pipeline import Run
 
-        r, plugins = recipe_mod.load(args.targets[0], args.targets[1:], args.plugin)
+        r, plugins = recipe_mod.load(args.targets[0], _with_threads(args, args.targets[1:]),
+                                     args.plugin)
         run = Run(r, plugins, runs_dir=Path(args.runs_dir), progress=not args.quiet,
               replace_stale=args.replace_stale)
         metrics = run.execute()

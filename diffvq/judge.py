@@ -17,15 +17,29 @@ import torch
 from torch import Tensor, nn
 
 from . import storage
+from .errors import UserError
 from .trainer import Batches, TrainConfig, Trainer
 
 
 def cache_root() -> Path:
-    """`$DIFFVQ_CACHE`, else `$XDG_CACHE_HOME/diffvq`, else `~/.cache/diffvq`."""
+    """`$DIFFVQ_CACHE`, else `$XDG_CACHE_HOME/diffvq`, else `~/.cache/diffvq`; a folder
+    there that cannot be one, or cannot be written, is the user's to fix."""
     if os.environ.get("DIFFVQ_CACHE"):
-        return Path(os.environ["DIFFVQ_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "diffvq"
+        root, var = Path(os.environ["DIFFVQ_CACHE"]), "DIFFVQ_CACHE"
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = (Path(xdg) if xdg else Path.home() / ".cache") / "diffvq"
+        var = "XDG_CACHE_HOME" if xdg else "the cache folder"
+    for p in (root, *root.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise UserError(f"{var}: {p} is a file, not a folder; point {var} at a folder "
+                                f"diffvq may write to")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise UserError(f"{var}: {p} is not writable; point {var} at a folder diffvq "
+                                f"may write to")
+            break
+    return root
 
 
 @torch.no_grad()

@@ -157,14 +157,14 @@ class _CountBytes(TorchDispatchMode):
 
 def activation_bytes(module: nn.Module, batch: Callable[[int], dict[str, torch.Tensor]]) -> int:
     """Bytes produced per example by one `training_loss` forward (an upper bound of what
-    autograd keeps for the backward pass), from batches of 1 and 3 after a warm-up call (which
-    may initialise codebooks)."""
+    autograd keeps for the backward pass), from batches of 1 and 3 after a warm-up call on a
+    batch of 32 (which may initialise codebooks by k-means, and wants many vectors)."""
     from .measure import stderr_silenced  # libraries' warnings about made-up data
 
     counts = []
     with torch.random.fork_rng(), torch.no_grad(), stderr_silenced():
         module.train()
-        module.training_loss(batch(1))
+        module.training_loss(batch(32))
         for n in (1, 3):
             with _CountBytes() as counter:
                 module.training_loss(batch(n))

@@ -34,12 +34,12 @@ from .errors import UserError
 from .evaluation import (JudgeEvaluation, evenly_spaced, reference_rows, reference_subsets,
                          signal_summary)
 from .interfaces import DataInfo, HasCodebook, HasJudge, HasSignalMetrics, TokenSpec
-from .judge import get_judge
+from .judge import cache_root, get_judge
 from .nn.transformer import count_parameters
 from .plugins import Plugins
 from .provenance import environment
 from .recipe import Recipe
-from .runtime import autocast, resolve_precision, select_device
+from .runtime import autocast, resolve_precision, select_device, set_threads
 from .stages import Stage, fingerprint
 from .stats import distinct_share
 from .trainer import Batches, Trainer, TrainConfig
@@ -521,6 +521,8 @@ class Run:
 
     # -- the whole run ------------------------------------------------------------------------
     def execute(self) -> dict[str, Any]:
+        set_threads(self.recipe.threads)
+        cache_root()  # a cache folder that cannot be written fails now, not after training
         created = _make_dirs(self.run_dir)
         try:
             with stages.run_lock(self.run_dir):

@@ -24,7 +24,7 @@ from .errors import RecipeError, UserError
 from .components import build_prior
 from .interfaces import INJECTED, SAMPLE_INJECTED, DataInfo, HasCodebook, TokenSpec
 from .plugins import Plugins
-from .runtime import DeviceName, Precision, select_device
+from .runtime import DeviceName, Precision, default_threads, select_device
 from .trainer import TrainConfig
 
 COMPONENT_SECTIONS = {"modality": "modality", "data": "dataset", "tokenizer": "tokenizer",
@@ -174,6 +174,8 @@ class RecipeModel(BaseModel):
     plugins: list[str] = []
     device: DeviceName = "auto"
     precision: Precision = "auto"
+    threads: int | None = Field(None, ge=1, le=4096, description="CPU threads for torch; null: "
+                                "$DIFFVQ_THREADS, else one per physical core")
     environment: dict[str, Any] | None = Field(None, description="written by diffvq; ignored")
 
 
@@ -245,6 +247,7 @@ class Recipe:
     plugins: list[str]
     device: str
     precision: str
+    threads: int
     source: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -259,6 +262,7 @@ class Recipe:
             "sample": self.sample.model_dump(mode="json"),
             "evaluate": self.evaluate.model_dump(mode="json"),
             "plugins": list(self.plugins), "device": self.device, "precision": self.precision,
+            "threads": self.threads,
         }
 
 
@@ -388,7 +392,8 @@ def resolve(raw: dict[str, Any], plugins: Plugins, source: str = "recipe") -> Re
         sample=SampleSection(**{k: v for k, v in sample.items()
                                 if k in SampleSection.model_fields}),
         evaluate=top_model.evaluate, plugins=top_model.plugins, device=top_model.device,
-        precision=top_model.precision, source=source)
+        precision=top_model.precision, threads=top_model.threads or default_threads(),
+        source=source)
     recipe.sample = SampleSection.model_validate({**recipe.sample.model_dump(), **common_options})
     _dry_build(recipe, problems)
     if problems:

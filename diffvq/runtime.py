@@ -64,5 +64,28 @@ def no_autocast(device_type: str) -> Iterator[None]:
         yield
 
 
+_TORCH_DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice: the physical cores
+
+
 def default_threads() -> int:
-    return int(os.environ.get("DIFFVQ_THREADS", "0")) or torch.get_num_threads()
+    """Intra-op threads when a recipe does not say: `$DIFFVQ_THREADS`, else torch's default
+    (one per physical core). Results depend on the thread count (reductions split
+    differently), so a run records the number it used."""
+    env = os.environ.get("DIFFVQ_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            from .errors import UserError
+            raise UserError(f"DIFFVQ_THREADS={env!r}: a positive whole number of threads, please")
+        return n
+    return _TORCH_DEFAULT_THREADS
+
+
+def set_threads(n: int) -> None:
+    """Use `n` intra-op threads from now on (more threads than free cores make each step
+    wait for the slowest: see bench/threads.py)."""
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)

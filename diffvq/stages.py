@@ -133,7 +133,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def _short(value: Any) -> str:
     text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def changes(old: dict[str, Any] | None, new: dict[str, Any], limit: int = 6) -> str:
@@ -147,11 +147,11 @@ def changes(old: dict[str, Any] | None, new: dict[str, Any], limit: int = 6) -> 
               for k in keys[:limit]]
     if len(keys) > limit:
         parts.append(f"{len(keys) - limit} more recipe keys")
-    for key, what in (("data", "the data set's files changed"),
-                      ("precision", "precision")):
-        if old.get(key) is not None and old.get(key) != new.get(key):
-            parts.append(what if key == "data" else
-                         f"{what}: {old.get(key)} -> {new.get(key)}")
+    if old.get("data") is not None and old["data"] != new.get("data") and not any(
+            k.startswith("data.") for k in keys):
+        parts.append("the data set's files changed")
+    if old.get("precision") is not None and old["precision"] != new.get("precision"):
+        parts.append(f"precision: {old['precision']} -> {new.get('precision')}")
     return "; ".join(parts) or "the recipe and data are the same; diffvq's stage versions changed"
 
 
