@@ -1,0 +1,210 @@
+"""`kill -9` at any moment loses no work and changes no result: a `diffvq run` killed again and
+again - before its first checkpoint, mid-training, while a checkpoint is being written, while the
+token cache is written, while sampling - and then run to the end gives the very bytes (weights,
+tokens, samples) of a run never interrupted. Ctrl-C stops a run with exit 130 and a checkpoint.
+
+End-to-end in subprocesses on the tiny recipe with longer training and a checkpoint every
+twentieth of a second; a minute or so in all on an idle machine.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+TOKENIZER_STEPS, PRIOR_STEPS = 200, 240
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory: pytest.TempPathFactory, judge_cache: Path) -> Path:
+    from conftest import TINY  # tests/conftest.py
+
+    r = copy.deepcopy(TINY)
+    r["train"]["tokenizer"].update(steps=TOKENIZER_STEPS, checkpoint_every_s=0.05)
+    r["train"]["prior"].update(steps=PRIOR_STEPS, checkpoint_every_s=0.05)
+    path = tmp_path_factory.mktemp("recipe") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(r))
+    return path
+
+
+def command(recipe: Path, runs: Path) -> list[str]:
+    return [sys.executable, "-m", "diffvq", "run", str(recipe), "--runs-dir", str(runs), "--quiet"]
+
+
+def env(tmp: Path) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "DIFFVQ_CACHE": os.environ["DIFFVQ_CACHE"],
+            "TMPDIR": str(tmp)}
+
+
+def start(recipe: Path, runs: Path) -> subprocess.Popen:
+    """`diffvq run` in the background, its stderr going to a file beside `runs`."""
+    err = runs.parent / f"stderr-{time.monotonic_ns()}.txt"
+    with open(err, "w") as f:
+        proc = subprocess.Popen(command(recipe, runs), stdout=subprocess.DEVNULL, stderr=f,
+                                env=env(runs.parent))
+    proc.stderr_path = err  # type: ignore[attr-defined]
+    return proc
+
+
+def stderr_of(proc: subprocess.Popen) -> str:
+    return proc.stderr_path.read_text()  # type: ignore[attr-defined]
+
+
+def finish(recipe: Path, runs: Path) -> str:
+    done = subprocess.run(command(recipe, runs), capture_output=True, text=True,
+                          env=env(runs.parent), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
+
+
+RESULTS = ("tokenizer/model.safetensors", "tokenizer/config.json", "tokens/train.tokens.npy",
+           "tokens/test.tokens.npy", "tokens/train.labels.npy", "tokens/test.labels.npy",
+           "tokens/codebook.npy", "tokens/meta.json", "priors/gpt/model.safetensors",
+           "priors/gpt/config.json", "samples/gpt/tokens.npy", "samples/gpt/labels.npy")
+
+
+def results(run_dir: Path) -> dict[str, str]:
+    """SHA-256 of every file whose bytes a run determines, and each stage's fingerprint."""
+    out = {f: hashlib.sha256((run_dir / f).read_bytes()).hexdigest() for f in RESULTS}
+    for marker in sorted((run_dir / "stages").glob("*.json")):
+        out[f"stages/{marker.name}"] = json.loads(marker.read_text()).get("fingerprint")
+    return out
+
+
+def layout(run_dir: Path) -> set[str]:
+    return {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.name != ".lock"}
+
+
+@pytest.fixture(scope="module")
+def reference(recipe: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same recipe run once, uninterrupted."""
+    runs = tmp_path_factory.mktemp("reference") / "runs"
+    finish(recipe, runs)
+    return runs / "tiny"
+
+
+# -- moments to kill at ------------------------------------------------------------------------
+# Each is a condition on the run directory, polled from the moment a process starts; `t0` is that
+# moment (ns), so that what an earlier, killed process left behind does not count.
+
+def fresh(path: Path, t0: int) -> bool:
+    try:
+        return path.stat().st_mtime_ns >= t0
+    except FileNotFoundError:
+        return False
+
+
+def checkpoint_step(workdir: Path) -> int:
+    try:
+        return json.loads((workdir / "checkpoint" / "trainer.json").read_text())["step"]
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def training(workdir: str, steps_on: int) -> Callable[[Path, int], bool]:
+    """This process has checkpointed at least `steps_on` steps beyond where it started."""
+    state: dict[str, int] = {}
+
+    def cond(d: Path, t0: int) -> bool:
+        if state.get("t0") != t0:
+            state.update(t0=t0, start=max(checkpoint_step(d / workdir), 0))
+        return fresh(d / workdir / "checkpoint" / "trainer.json", t0) and \
+            checkpoint_step(d / workdir) >= state["start"] + steps_on
+    return cond
+
+
+MOMENTS: list[tuple[str, Callable[[Path, int], bool]]] = [
+    ("start: the resolved recipe written, data loading",
+     lambda d, t0: fresh(d / "recipe.resolved.yaml", t0)),
+    ("tokenizer: mid-training", training("tokenizer", 30)),
+    ("tokenizer: writing a checkpoint", lambda d, t0: fresh(d / "tokenizer/checkpoint.tmp", t0)),
+    ("tokens: writing the token cache", lambda d, t0: fresh(d / "tokens", t0)),
+    ("prior: mid-training", training("priors/gpt", 30)),
+    ("prior: writing a checkpoint", lambda d, t0: fresh(d / "priors/gpt/checkpoint.tmp", t0)),
+    ("samples: sampling", lambda d, t0: fresh(d / "stages/prior-gpt.json", t0)),
+]
+
+
+def test_kill_9_at_any_moment_then_rerun_gives_identical_results(recipe, reference, tmp_path):
+    runs = tmp_path / "runs"
+    run_dir = runs / "tiny"
+    resumed = 0
+    for what, reached in MOMENTS:
+        t0 = time.time_ns()
+        proc = start(recipe, runs)
+        deadline = time.monotonic() + 120
+        while not reached(run_dir, t0):
+            assert proc.poll() is None, (f"the run ended (exit {proc.returncode}) before "
+                                         f"'{what}':\n{stderr_of(proc)[-3000:]}")
+            assert time.monotonic() < deadline, f"'{what}' not reached in 120 s"
+            time.sleep(0.0005)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL
+        resumed += "resuming from step" in stderr_of(proc)
+    finish(recipe, runs)
+    assert resumed >= 3, "killed processes hardly ever resumed from a checkpoint"
+    assert results(run_dir) == results(reference)
+    assert layout(run_dir) == layout(reference), "leftovers or missing files"
+
+
+# -- Ctrl-C -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def interrupted(recipe: Path, reference: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The reference run with its prior forgotten, run again and sent SIGINT mid-way through
+    prior training, then run again to the end."""
+    runs = tmp_path_factory.mktemp("sigint") / "runs"
+    shutil.copytree(reference, runs / "tiny")
+    for stage in ("prior-gpt", "samples-gpt", "metrics"):
+        (runs / "tiny/stages" / f"{stage}.json").unlink()
+    for folder in ("priors", "samples"):
+        shutil.rmtree(runs / "tiny" / folder)
+    t0 = time.time_ns()
+    proc = start(recipe, runs)
+    reached = training("priors/gpt", 60)
+    deadline = time.monotonic() + 120
+    while not reached(runs / "tiny", t0) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    alive = proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    try:
+        rc = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = "still running 60 s after SIGINT"
+    ckpt = runs / "tiny/priors/gpt/checkpoint/trainer.json"
+    step = json.loads(ckpt.read_text())["step"] if ckpt.is_file() else None
+    return {"alive": alive, "rc": rc, "stderr": stderr_of(proc), "step": step,
+            "rerun": finish(recipe, runs), "run_dir": runs / "tiny"}
+
+
+def test_ctrl_c_stops_with_130_and_a_checkpoint_the_rerun_resumes_from(interrupted):
+    assert interrupted["alive"], "prior training ended before the test could interrupt it"
+    assert interrupted["rc"] == 130, interrupted["stderr"][-3000:]
+    assert "Traceback" not in interrupted["stderr"]
+    step = interrupted["step"]
+    assert step is not None and 0 < step < PRIOR_STEPS, "no checkpoint saved on Ctrl-C"
+    assert f"interrupted at step {step}; checkpoint saved" in interrupted["stderr"]
+    assert f"resuming from step {step}" in interrupted["rerun"]
+
+
+@pytest.mark.xfail(strict=False, reason="known gap: Ctrl-C lands mid-step, after the step's "
+                   "random draws (and maybe its optimizer update) but before the step counter "
+                   "moves, and the checkpoint then saved makes the resumed run differ")
+def test_ctrl_c_then_rerun_gives_identical_results(interrupted, reference):
+    assert interrupted["rc"] == 130
+    assert results(interrupted["run_dir"]) == results(reference)
