@@ -440,9 +440,9 @@ def _dry_build(recipe: Recipe, problems: list[str]) -> None:
     for key, p in recipe.priors.items():
         if not spec.n_classes and "guidance" in p.explicit:
             problems.append(f"priors.{key}.sample.guidance: classifier-free guidance needs class "
-                            f"labels, and data set {recipe.data.name!r} has none (its data has "
-                            f"no classes: give it one sub-folder per class where it reads "
-                            f"folders, or set sample.guidance: 1.0, which is no guidance)")
+                            f"labels, and data set {recipe.data.name!r} has none; give the data "
+                            f"classes (for a folder: one sub-folder per class, path/<class>/"
+                            f"<file>) or sample without guidance (sample.guidance=1.0)")
         prior = _build_within(f"priors.{key}", p.cls, p.params,
                               lambda q, p=p: build_prior(p.cls, spec, q, codebook), avail, problems)
         if prior is None:
