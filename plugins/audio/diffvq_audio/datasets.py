@@ -9,8 +9,6 @@ that downsamples by up to 8 needs no padding.
 
 from __future__ import annotations
 
-import hashlib
-import sys
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
@@ -20,11 +18,10 @@ from pydantic import Field
 from torch import Tensor
 
 from diffvq import classfolders
-from diffvq.errors import UserError
 from diffvq.interfaces import DataInfo
 
-from .io import (AUDIO_SUFFIXES, UNSUPPORTED_AUDIO_SUFFIXES, AudioFileError, LengthMode,
-                 check_not_silent, fit_length, read_audio, resample)
+from .io import (AUDIO_SUFFIXES, UNSUPPORTED_AUDIO_SUFFIXES, LengthMode, check_not_silent,
+                 fit_length, read_audio, resample)
 from .mel import aligned_samples
 
 CANDIDATE_SUFFIXES = AUDIO_SUFFIXES | UNSUPPORTED_AUDIO_SUFFIXES  # files a folder scan looks at
@@ -76,7 +73,7 @@ class AudioFolder:
         self.seed = seed
         self._scan: tuple[tuple[str, ...], list[tuple[Path, int]]] | None = None
         self._loaded: tuple[Tensor, np.ndarray] | None = None
-        self.skipped: list[AudioFileError] = []  # filled by load() in skip mode
+        self.skipped: list[classfolders.FileError] = []  # filled by load() in skip mode
 
     def _files(self) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
         """(class names, [(file, label)]), sorted; unlabelled folders have no class names."""
@@ -93,11 +90,7 @@ class AudioFolder:
 
     def fingerprint(self) -> str:
         _, files = self._files()
-        h = hashlib.sha256()
-        for f, label in files:
-            st = f.stat()
-            h.update(f"{f.relative_to(self.path)}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-        return h.hexdigest()[:16]
+        return classfolders.fingerprint(self.path, files)
 
     def read(self, path: Path) -> Tensor:
         """One file as a clip `[n_samples]` at `sample_rate` (AudioFileError if unusable)."""
@@ -110,28 +103,10 @@ class AudioFolder:
         if self._loaded is not None:
             return self._loaded
         classes, files = self._files()
-        clips, labels, skipped = [], [], []
-        for f, label in files:
-            try:
-                clips.append(self.read(f))
-                labels.append(label)
-            except AudioFileError as exc:
-                if self.on_error == "raise":
-                    raise AudioFileError(exc.path, f"{exc.reason} (data.on_error=skip leaves "
-                                                   f"unusable files out)") from None
-                skipped.append(exc)
+        clips, labels, skipped = classfolders.read_all(
+            files, self.read, on_error=self.on_error, root=self.path, classes=classes,
+            dataset=self.name, what="audio files")
         self.skipped = skipped
-        if skipped:
-            shown = "; ".join(f"{e.path.relative_to(self.path)}: {e.reason}" for e in skipped[:3])
-            more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-            print(f"audio-folder: skipped {len(skipped)} of {len(files)} files in {self.path} "
-                  f"that could not be used ({shown}{more})", file=sys.stderr)
-        counts = np.bincount(np.array(labels, dtype=np.int64), minlength=max(len(classes), 1))
-        lost = [name for name, n in zip(classes, counts) if n == 0]
-        if not labels or lost:
-            where = f"class folder(s) {', '.join(lost)} in {self.path}" if lost else str(self.path)
-            raise UserError(f"data.path: {where}: none of the audio files could be used "
-                            f"({len(skipped)} skipped)")
         self._loaded = (torch.stack(clips), np.array(labels, dtype=np.int64))
         return self._loaded
 

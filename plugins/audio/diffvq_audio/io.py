@@ -9,7 +9,9 @@ so a data set can either stop on it or skip it and say why.
 
 from __future__ import annotations
 
+import os
 import struct
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -19,7 +21,7 @@ import torch
 import torchaudio.functional as AF
 from torch import Tensor
 
-from diffvq.errors import UserError
+from diffvq.classfolders import FileError
 from diffvq.storage import atomic_save
 
 # Suffixes libsndfile decodes (MP3 since libsndfile 1.1, Opus-in-Ogg since 1.0.29).
@@ -32,16 +34,14 @@ SILENCE_RMS = 1e-4  # about -80 dBFS: below this a clip is treated as silent
 LengthMode = Literal["pad-or-trim", "center"]
 
 
-class AudioFileError(UserError):
+class AudioFileError(FileError):
     """An audio file that cannot be used; `str()` is one line: `<path>: <what is wrong>`."""
 
-    def __init__(self, path: str | Path, reason: str):
-        self.path = Path(path)
-        self.reason = " ".join(str(reason).split())  # always one line
-        super().__init__(f"{self.path}: {self.reason}")
 
-    def __reduce__(self):  # picklable across worker processes despite the two-argument init
-        return type(self), (self.path, self.reason)
+def _sf_path(path: Path) -> str | bytes:
+    """What soundfile should open: the path's bytes on POSIX, since soundfile encodes a `str`
+    strictly and fails on a file name that is not valid UTF-8."""
+    return str(path) if sys.platform == "win32" else os.fsencode(path)
 
 
 def _check_wav_header(path: Path) -> None:
@@ -86,7 +86,7 @@ def read_audio(path: str | Path) -> tuple[Tensor, int]:
     if suffix == ".wav":
         _check_wav_header(path)
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [T, C]
+        data, sr = sf.read(_sf_path(path), dtype="float32", always_2d=True)  # [T, C]
     except sf.LibsndfileError as exc:
         raise AudioFileError(path, f"not a readable audio file ({exc.error_string})") from None
     except (RuntimeError, ValueError, OSError, EOFError) as exc:
@@ -144,6 +144,6 @@ def write_wav(path: str | Path, wave: Tensor, sample_rate: int) -> Path:
     arr = wave.detach().float().cpu().clamp(-1, 1).numpy()
     if arr.ndim != 1:
         raise ValueError(f"write_wav expects a mono waveform [T], got shape {tuple(arr.shape)}")
-    atomic_save(path, lambda tmp: sf.write(tmp, arr, int(sample_rate), format="WAV",
-                                           subtype="PCM_16"))
+    atomic_save(path, lambda tmp: sf.write(_sf_path(Path(tmp)), arr, int(sample_rate),
+                                           format="WAV", subtype="PCM_16"))
     return path

