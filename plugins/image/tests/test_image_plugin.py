@@ -66,8 +66,8 @@ def test_fashion_mnist_reads_idx_files_and_explains_when_missing(tmp_path):
         read_idx(tmp_path / "bad.gz")
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
-                    reason="Debian package dataset-fashion-mnist not installed")
+@pytest.mark.skipif(bool(FashionMnist().missing()),
+                    reason="needs the Debian package dataset-fashion-mnist")
 def test_installed_fashion_mnist():
     x, y = FashionMnist(test_limit=100).load("test")
     assert x.shape == (100, 1, 28, 28) and y.max() <= 9

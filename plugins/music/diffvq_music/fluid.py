@@ -10,7 +10,6 @@ the data set's sample rate; the result is mixed to mono and scaled to the synthe
 from __future__ import annotations
 
 import copy
-import shutil
 import subprocess
 import tempfile
 from functools import lru_cache
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffvq import optional
 from diffvq.errors import UserError
 
 from .synth import HEADROOM
@@ -26,14 +26,27 @@ SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/def
 VOICE_PROGRAMS = (73, 68, 71, 70)  # GM programs (0-based): flute, oboe, clarinet, bassoon
 GAIN = 0.5  # FluidSynth's master gain: four voices without clipping
 INSTALL = "install it (Debian: apt-get install fluidsynth fluid-soundfont-gm)"
+PACKAGES = ("fluidsynth", "fluid-soundfont-gm")  # Debian names, for DIFFVQ_HIDE_OPTIONAL
 
 
 class RenderError(Exception):
     """FluidSynth could not render a file (a malformed MIDI file, most often)."""
 
 
+def available() -> bool:
+    """FluidSynth and a General MIDI soundfont are installed (and not hidden by
+    DIFFVQ_HIDE_OPTIONAL): what rendering with `renderer: fluidsynth` needs."""
+    try:
+        fluidsynth_binary()
+        find_soundfont(None)
+    except UserError:
+        return False
+    return True
+
+
 def fluidsynth_binary() -> str:
-    found = shutil.which("fluidsynth")
+    """The fluidsynth program on PATH; a UserError if it is missing or hidden."""
+    found = optional.which("fluidsynth", package=PACKAGES[0])
     if found is None:
         raise UserError(f"data.renderer: fluidsynth is not installed; {INSTALL}, or use "
                         f"renderer: synth")
@@ -55,7 +68,7 @@ def find_soundfont(path: str | None) -> Path:
             raise UserError(f"data.soundfont: {p} is not a file")
         return p
     for candidate in SOUNDFONTS:
-        if Path(candidate).is_file():
+        if Path(candidate).is_file() and not optional.hidden(PACKAGES[1]):
             return Path(candidate)
     raise UserError(f"data.soundfont: no General MIDI soundfont found ({', '.join(SOUNDFONTS)}); "
                     f"{INSTALL}, or give data.soundfont")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from diffvq_music import chorales as ch
+from diffvq_music import fluid
 from diffvq_music.datasets import BachChorales, MidiFolder
 from diffvq_music.synth import HEADROOM, render_notes
 from diffvq_music.tonality import tonality
@@ -277,17 +278,10 @@ def test_fluidsynth_missing_is_a_clear_error(monkeypatch, tmp_path):
         BachChorales(soundfont=str(tmp_path / "x.sf2"))
 
 
-@pytest.mark.skipif(__import__("shutil").which("fluidsynth") is None,
-                    reason="FluidSynth not installed (Debian: apt-get install fluidsynth "
-                           "fluid-soundfont-gm)")
+@pytest.mark.skipif(not fluid.available(),
+                    reason="needs the Debian packages fluidsynth and fluid-soundfont-gm")
 def test_fluidsynth_renders_scores_and_midi_files_in_key(tmp_path):
-    from diffvq.errors import UserError
-    from diffvq_music import fluid
-
-    try:
-        sf2 = fluid.find_soundfont(None)
-    except UserError:
-        pytest.skip("no General MIDI soundfont installed")
+    sf2 = fluid.find_soundfont(None)
     wave = fluid.render_score(_score([C, F, G, C] * 3, "C"), SR, sf2)
     assert np.isclose(np.abs(wave).max(), HEADROOM) and len(wave) > 6 * SR
     assert np.array_equal(wave, fluid.render_score(_score([C, F, G, C] * 3, "C"), SR, sf2))
