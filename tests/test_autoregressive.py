@@ -16,13 +16,20 @@ from diffvq.trainer import Batches, TrainConfig, Trainer
 
 def test_kv_cache_matches_full_forward():
     torch.manual_seed(0)
-    net = Transformer(TransformerConfig(vocab_size=20, out_size=20, seq_len=12, n_layer=2,
-                                        n_head=2, n_embd=16)).eval()
+    cfg = TransformerConfig(vocab_size=20, out_size=20, seq_len=12, n_layer=2, n_head=2,
+                            n_embd=16)
+    net = Transformer(cfg).eval()
     idx = torch.randint(0, 20, (3, 12))
     full = net(idx)
     cache = net.new_cache(3)
     parts = [net(idx[:, :5], cache)] + [net(idx[:, i:i + 1], cache) for i in range(5, 12)]
-    assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-5)
+    # The cached path multiplies matrices of other shapes (other kernels, other summation
+    # orders). Per layer the longest sums are the MLP's (4 * n_embd terms) and attention's
+    # (seq_len keys), over layer-normed O(1) activations: allow float32 eps times those terms,
+    # per layer (2e-5 here; measured 0 to 5e-8 on x86-64).
+    terms = cfg.n_layer * (4 * cfg.n_embd + cfg.seq_len)
+    rounding = torch.finfo(torch.float32).eps * terms * max(1.0, full.abs().max().item())
+    assert (torch.cat(parts, dim=1) - full).abs().max() <= rounding
 
 
 def test_bidirectional_switch_sees_the_future():
