@@ -48,7 +48,10 @@ class JudgeEvaluation:
         recall with all sets pooled (a k-NN manifold needs the samples)."""
         feats = [self.judge.features(x) for x in sets]
         fds = [frechet_distance(*mean_cov(f), *self.test_stats) for f in feats]
-        precision, recall = precision_recall(self.test_features, np.concatenate(feats), self.k)
+        fake = np.concatenate(feats)
+        precision = recall = None  # undefined where a set has no k-th neighbour (tiny data)
+        if min(len(fake), len(self.test_features)) > self.k:
+            precision, recall = precision_recall(self.test_features, fake, self.k)
         acc = None
         if labels is not None:
             acc = float(np.mean([self.accuracy(x, labels) for x in sets]))

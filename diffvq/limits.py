@@ -99,8 +99,9 @@ def one_line(exc: BaseException, limit: int = 200) -> str:
 
 def too_large(build: Callable[[dict[str, Any]], nn.Module], params: dict[str, Any],
               defaults: dict[str, Any], available: int, prefix: str) -> str | None:
-    """Why `build(params)` cannot be trained in `available` bytes, or None when it can: its
-    parameters are counted on the meta device in bounded time, and when they are too many (or
+    """Why `build(params)` cannot be built and trained in `available` bytes, or None when it
+    can: its parameters are counted on the meta device in bounded time (a constructor's
+    refusal is returned as it is, before any real allocation), and when they are too many (or
     take too long to build) each numeric key set above its default is tried at its default,
     and named if that alone brings the component within the limits."""
     budget = available // TRAIN_BYTES_PER_PARAM
@@ -113,8 +114,12 @@ def too_large(build: Callable[[dict[str, Any]], nn.Module], params: dict[str, An
         n = count(params, BUILD_SECONDS)
     except TooSlow:
         n = None
-    except Exception:  # noqa: BLE001 - a refusal or an impossible size: the caller's real
-        return None    # build raises the same error at once, before allocating anything
+    except (ValueError, TypeError) as exc:  # the constructor's own refusal, said as it is
+        return one_line(exc, 500)
+    except RuntimeError as exc:
+        if "overflow" not in str(exc).lower():
+            return None  # an op the meta device lacks: the real build is the judge
+        n = budget + 1  # a tensor larger than any index: far too large
     if n is not None and n <= budget:
         return None
 
@@ -132,6 +137,8 @@ def too_large(build: Callable[[dict[str, Any]], nn.Module], params: dict[str, An
     if n is None:
         return (f"building it takes over {BUILD_SECONDS:.0f} s, so its sizes are far too large; "
                 f"lower {keys}")
+    if n == budget + 1:
+        return f"its sizes make tensors larger than any memory; lower {keys}"
     return (f"{n:,} parameters need about {size(n * TRAIN_BYTES_PER_PARAM)} to train, and "
             f"{size(available)} is available; lower {keys}")
 

@@ -524,13 +524,13 @@ class Run:
         set_threads(self.recipe.threads)
         cache_root()  # a cache folder that cannot be written fails now, not after training
         created = _make_dirs(self.run_dir)
-        try:
-            with stages.run_lock(self.run_dir):
+        with stages.run_lock(self.run_dir):  # only its holder may take the folder back
+            try:
                 return self._execute()
-        except BaseException:
-            if created is not None and not stages.holds_work(self.run_dir):
-                shutil.rmtree(created, ignore_errors=True)  # leave nothing half-made
-            raise
+            except BaseException:
+                if created is not None and not stages.holds_work(self.run_dir):
+                    shutil.rmtree(created, ignore_errors=True)  # leave nothing half-made
+                raise
 
     def _execute(self) -> dict[str, Any]:
         r = self.recipe

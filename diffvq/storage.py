@@ -157,7 +157,9 @@ def load_state(path: Path) -> Any:
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except Exception as exc:  # unpickling refused or corrupt file
-        raise UserError(f"{path}: not a diffvq training state ({type(exc).__name__}: {exc})") from None
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"{path}: not a diffvq training state ({type(exc).__name__}: {first}); "
+                        f"delete the checkpoint folder to train from the start") from None
 
 
 def replace_dir(tmp: Path, final: Path) -> None:

@@ -5,7 +5,7 @@ without touching the tokenizer again."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -64,6 +64,7 @@ class TokenCache:
     dir: Path
     spec: TokenSpec
     class_names: list[str]
+    counts: dict[str, int] = field(default_factory=dict)  # sequences per split, as written
 
     @classmethod
     def open(cls, dir: Path) -> "TokenCache":
@@ -76,7 +77,8 @@ class TokenCache:
             raise UserError(f"{path}: not a token cache's meta data ({exc!r})") from None
         if min(spec.grid_shape, default=0) <= 0 or spec.vocab_size < 1 or spec.n_classes < 0:
             raise UserError(f"{path}: not a token cache's meta data (spec {meta['spec']!r})")
-        return cls(Path(dir), spec, names)
+        counts = meta.get("counts") if isinstance(meta.get("counts"), dict) else {}
+        return cls(Path(dir), spec, names, counts)
 
     def tokens(self, split: str) -> np.memmap:
         """`[N, *grid]` integer memory map (read-only), checked against the spec once."""
@@ -84,9 +86,12 @@ class TokenCache:
         arr = _load(path, mmap=True)
         stat = path.stat()
         if (path, stat.st_mtime_ns, stat.st_size) not in _CHECKED:
-            if arr.dtype.kind not in "iu" or tuple(arr.shape[1:]) != tuple(self.spec.grid_shape):
+            n = self.counts.get(split)
+            if arr.dtype.kind not in "iu" or tuple(arr.shape[1:]) != tuple(self.spec.grid_shape) \
+                    or (isinstance(n, int) and arr.shape[0] != n):
                 raise UserError(f"{path}: holds {arr.dtype} {tuple(arr.shape)}, not tokens "
-                                f"[N, {', '.join(map(str, self.spec.grid_shape))}]; delete the "
+                                f"[{n if n is not None else 'N'}, "
+                                f"{', '.join(map(str, self.spec.grid_shape))}]; delete the "
                                 f"run's tokens/ and stages/ to rebuild it")
             if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= self.spec.vocab_size):
                 raise UserError(f"{path}: token ids outside 0..{self.spec.vocab_size - 1}; "
