@@ -98,3 +98,24 @@ def test_plugins_and_ls(capsys):
     assert "sampling options:" in out and "top_p" in out and "n_embd: int = 192" in out
     code, _, err = cli(capsys, "ls", "prior", "nope")
     assert_user_error(code, err, "unknown prior 'nope'")
+
+
+def test_threads_are_set_and_recorded(capsys, tiny, write_recipe, tmp_path):
+    import torch
+    import yaml
+
+    before = torch.get_num_threads()
+    path = write_recipe(tiny)
+    code, _, err = cli(capsys, "run", str(path), "--runs-dir", str(tmp_path), "--quiet",
+                       "--threads", "1", "evaluate.judge=false")
+    try:
+        assert code == 0, err
+        assert torch.get_num_threads() == 1
+        resolved = yaml.safe_load((tmp_path / "tiny" / "recipe.resolved.yaml").read_text())
+        assert resolved["threads"] == 1 and resolved["environment"]["torch_threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+    code, _, err = cli(capsys, "validate", str(path), "threads=0")
+    assert_user_error(code, err, "threads: input should be greater than or equal to 1")
+    code, _, err = cli(capsys, "run", str(path), "--threads", "0")
+    assert_user_error(code, err, "--threads 0: a positive whole number")
