@@ -34,11 +34,53 @@ PRIOR_RESERVED = {"name", "train", "sample"}
 
 # ---- reading files and overrides -------------------------------------------------------------
 
+MAX_DEPTH = 32  # nesting a recipe never needs
+MAX_NODES = 100_000  # values after aliases are expanded (a "billion laughs" file has 10^9)
+
+
+def check_structure(data: Any, where: str) -> None:
+    """Refuse YAML that only a hostile file has: an alias that contains itself, nesting
+    deeper than `MAX_DEPTH`, or aliases that expand to more than `MAX_NODES` values. Walks each
+    shared node once, so a bomb is measured without being expanded."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(node: Any, depth: int) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) in open_:
+            raise UserError(f"{where}: a YAML alias refers to the mapping or list that "
+                            f"contains it (an endless value)")
+        if depth > MAX_DEPTH:
+            raise UserError(f"{where}: values nested more than {MAX_DEPTH} levels deep")
+        if id(node) not in sizes:
+            open_.add(id(node))
+            children = list(node.keys()) + list(node.values()) if isinstance(node, dict) \
+                else node
+            sizes[id(node)] = 1 + sum(size(c, depth + 1) for c in children)
+            open_.discard(id(node))
+        if sizes[id(node)] > MAX_NODES:
+            raise UserError(f"{where}: YAML aliases expand to more than {MAX_NODES:,} values")
+        return sizes[id(node)]
+
+    size(data, 0)
+
+
+def _safe_load(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise UserError(f"values nested too deeply (more than Python's recursion limit)") from None
+
+
 def _load_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{path}: recipe file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _safe_load(path.read_text(encoding="utf-8"))
+        check_structure(data, str(path))
+    except UserError as exc:
+        raise UserError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -92,9 +134,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip() or any(not p for p in parts):
         raise UserError(f"override {text!r} is not of the form key.sub=value")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = _safe_load(value) if value.strip() else None
     except yaml.YAMLError:
         parsed = value
+    except UserError as exc:
+        raise UserError(f"override {key.strip()}: {exc}") from None
+    check_structure(parsed, f"override {key.strip()}")
     return parts, parsed
 
 
@@ -335,8 +380,13 @@ def resolve(raw: dict[str, Any], plugins: Plugins, source: str = "recipe") -> Re
     for section, kind in COMPONENT_SECTIONS.items():
         default = "tokenizer" if section == "decoder" else None
         value = get(section, default)
-        if value is None or not isinstance(value, (str, dict)):
+        if value is None:
             continue  # reported by the top-level validation
+        if not isinstance(value, (str, dict)):
+            if not any(p.startswith((f"{section}:", f"{section}.")) for p in problems):
+                problems.append(f"{section}: must be a name or a mapping with 'name' (got a "
+                                f"{type(value).__name__})")  # bytes pass as str up there
+            continue
         comps[section], _ = _component(kind, value, section, plugins, problems)
     data, modality = comps.get("data"), comps.get("modality")
     if data is not None and modality is not None and data.cls.modality not in (
