@@ -70,7 +70,7 @@ def _safe_load(text: str) -> Any:
     try:
         return yaml.safe_load(text)
     except RecursionError:
-        raise UserError(f"values nested too deeply (more than Python's recursion limit)") from None
+        raise UserError("values nested too deeply (more than Python's recursion limit)") from None
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:

@@ -8,8 +8,6 @@ End-to-end in subprocesses on the tiny recipe with longer training; half a minut
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -18,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from run_results import layout, results
 
 pytestmark = pytest.mark.slow
 
@@ -47,24 +47,6 @@ def start(recipe: Path, runs: Path) -> subprocess.Popen:
 def wait(proc: subprocess.Popen) -> tuple[int, str]:
     _, err = proc.communicate(timeout=300)
     return proc.returncode, err
-
-
-RESULTS = ("tokenizer/model.safetensors", "tokenizer/config.json", "tokens/train.tokens.npy",
-           "tokens/test.tokens.npy", "tokens/train.labels.npy", "tokens/test.labels.npy",
-           "tokens/codebook.npy", "tokens/meta.json", "priors/gpt/model.safetensors",
-           "priors/gpt/config.json", "samples/gpt/tokens.npy", "samples/gpt/labels.npy")
-
-
-def results(run_dir: Path) -> dict[str, str]:
-    """SHA-256 of every file whose bytes a run determines, and each stage's fingerprint."""
-    out = {f: hashlib.sha256((run_dir / f).read_bytes()).hexdigest() for f in RESULTS}
-    for marker in sorted((run_dir / "stages").glob("*.json")):
-        out[f"stages/{marker.name}"] = json.loads(marker.read_text()).get("fingerprint")
-    return out
-
-
-def layout(run_dir: Path) -> set[str]:
-    return {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.name != ".lock"}
 
 
 @pytest.fixture(scope="module")

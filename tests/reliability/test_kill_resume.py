@@ -10,7 +10,6 @@ twentieth of a second; a minute or so in all on an idle machine.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,8 @@ from typing import Callable
 
 import pytest
 import yaml
+
+from run_results import layout, results
 
 pytestmark = pytest.mark.slow
 
@@ -69,24 +70,6 @@ def finish(recipe: Path, runs: Path) -> str:
                           env=env(runs.parent), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stderr
-
-
-RESULTS = ("tokenizer/model.safetensors", "tokenizer/config.json", "tokens/train.tokens.npy",
-           "tokens/test.tokens.npy", "tokens/train.labels.npy", "tokens/test.labels.npy",
-           "tokens/codebook.npy", "tokens/meta.json", "priors/gpt/model.safetensors",
-           "priors/gpt/config.json", "samples/gpt/tokens.npy", "samples/gpt/labels.npy")
-
-
-def results(run_dir: Path) -> dict[str, str]:
-    """SHA-256 of every file whose bytes a run determines, and each stage's fingerprint."""
-    out = {f: hashlib.sha256((run_dir / f).read_bytes()).hexdigest() for f in RESULTS}
-    for marker in sorted((run_dir / "stages").glob("*.json")):
-        out[f"stages/{marker.name}"] = json.loads(marker.read_text()).get("fingerprint")
-    return out
-
-
-def layout(run_dir: Path) -> set[str]:
-    return {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.name != ".lock"}
 
 
 @pytest.fixture(scope="module")
