@@ -29,8 +29,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for torch (the recipe's `threads`; default: one per "
-                        "physical core, or $DIFFVQ_THREADS)")
+                   help="CPU threads for torch (the recipe's `threads`; default: "
+                        "$DIFFVQ_THREADS, else half the physical cores: see bench/threads.py)")
     p.add_argument("--replace-stale", action="store_true",
                    help="delete the results a changed recipe makes stale (default: move them "
                         "to RUN/superseded/<time>/)")

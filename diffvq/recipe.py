@@ -220,7 +220,7 @@ class RecipeModel(BaseModel):
     device: DeviceName = "auto"
     precision: Precision = "auto"
     threads: int | None = Field(None, ge=1, le=4096, description="CPU threads for torch; null: "
-                                "$DIFFVQ_THREADS, else one per physical core")
+                                "$DIFFVQ_THREADS, else half the physical cores")
     environment: dict[str, Any] | None = Field(None, description="written by diffvq; ignored")
 
 

@@ -64,13 +64,19 @@ def no_autocast(device_type: str) -> Iterator[None]:
         yield
 
 
-_TORCH_DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice: the physical cores
+_TORCH_DEFAULT_THREADS = torch.get_num_threads()  # physical cores, or $OMP_NUM_THREADS
 
 
 def default_threads() -> int:
-    """Intra-op threads when a recipe does not say: `$DIFFVQ_THREADS`, else torch's default
-    (one per physical core). Results depend on the thread count (reductions split
-    differently), so a run records the number it used."""
+    """Intra-op threads when a recipe does not say: `$DIFFVQ_THREADS`, else `$OMP_NUM_THREADS`
+    as torch read it, else half the physical cores (at least 1).
+
+    Why half: on this project's 2-core machines (`python bench/threads.py`) two threads train
+    the quickstart tokenizer 1.55x faster than one on an idle machine, but 1.9x slower with two
+    busy processes beside them and 9.5x slower with eight (threads wait for each other while
+    other processes hold the cores); one thread is never far from the best. A fixed number,
+    not one that follows the load, because results depend on the thread count (reductions
+    split differently): the same recipe must give the same tokens on the same machine."""
     env = os.environ.get("DIFFVQ_THREADS", "").strip()
     if env:
         try:
@@ -81,7 +87,9 @@ def default_threads() -> int:
             from .errors import UserError
             raise UserError(f"DIFFVQ_THREADS={env!r}: a positive whole number of threads, please")
         return n
-    return _TORCH_DEFAULT_THREADS
+    if os.environ.get("OMP_NUM_THREADS", "").strip():
+        return _TORCH_DEFAULT_THREADS
+    return max(1, _TORCH_DEFAULT_THREADS // 2)
 
 
 def set_threads(n: int) -> None:

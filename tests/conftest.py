@@ -36,6 +36,17 @@ def judge_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def threads() -> None:
+    """Tests use diffvq's default thread count, as a run does (on a busy 2-core machine torch's
+    own two threads make the suite many times slower: bench/threads.py)."""
+    import torch
+
+    from diffvq.runtime import default_threads
+
+    torch.set_num_threads(default_threads())
+
+
 @pytest.fixture(scope="session")
 def plugins() -> Plugins:
     return load_plugins()
