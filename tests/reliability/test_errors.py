@@ -86,6 +86,15 @@ def test_cache_that_is_a_file(tiny, write_recipe, tmp_path, capsys, monkeypatch)
     assert not runs.exists()
 
 
+def test_read_only_cache(tiny, write_recipe, tmp_path, mount_tmpfs, capsys, monkeypatch):
+    cache = mount_tmpfs("cache", "ro,size=1m")
+    monkeypatch.setenv("DIFFVQ_CACHE", str(cache))
+    runs = tmp_path / "runs"
+    assert cli_run(write_recipe(tiny), runs) == 2
+    assert f"DIFFVQ_CACHE: {cache} is not writable" in one_error_line(capsys)
+    assert not runs.exists()
+
+
 def test_disk_full_while_checkpointing(tiny, write_recipe, mount_tmpfs, capsys):
     """The first checkpoint of the tokenizer (~50 KB of weights, twice that of optimizer
     state) cannot fit in 64 KB: one line naming the file and the space, no `checkpoint.tmp`,
