@@ -9,10 +9,12 @@ Everything lands in `runs/<name>/`:
     samples/<key>/         tokens.npy, labels.npy, the modality's gallery, sample.json
     metrics.json           tokenizer and prior figures
     stages/<stage>.json    which recipe fingerprint each finished stage was made from
+    superseded/<time>/     what stale stages had made, moved aside (see diffvq.stages)
 
 Each stage's fingerprint hashes the part of the recipe it depends on plus its inputs'
 fingerprints. A finished stage with the same fingerprint is skipped; a changed one is redone, and
-so is everything downstream. Training interrupted mid-way resumes from its last checkpoint.
+so is everything downstream, after saying why and moving the old results aside. Training
+interrupted mid-way resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ class Run:
         return self._data[split]
 
     # -- stages -----------------------------------------------------------------------------------
-    def stages(self) -> dict[str, Stage]:
+    def all_stages(self) -> dict[str, Stage]:
         """Every stage of the recipe, in order, with the fingerprint it must be made from and
         the files it makes."""
         d, r = self.run_dir, self.recipe
@@ -148,7 +150,7 @@ class Run:
     def _supersede_stale(self) -> None:
         """Say which finished stages a changed recipe or data makes stale, and why; move their
         results aside (or delete them when asked to) before any is redone."""
-        stale = [s for s in self.stages().values() if s.stale()]
+        stale = [s for s in self.all_stages().values() if s.stale()]
         if stale:
             now = stages.inputs(self.recipe.to_dict(), self.dataset.fingerprint(), self.precision)
             why = stages.changes(stages.read_inputs(self.run_dir), now)
@@ -160,7 +162,7 @@ class Run:
                     f"--replace-stale deletes them instead)")
 
     def _stage(self, stage_id: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        stage = self.stages()[stage_id]
+        stage = self.all_stages()[stage_id]
         done = stage.info()
         if done is not None:
             log(f"{stage_id}: up to date, skipped")
