@@ -478,8 +478,8 @@ def _dry_build(recipe: Recipe, problems: list[str]) -> None:
         return
     spec = TokenSpec(tuple(tokenizer.grid_shape), int(tokenizer.codebook_size), info.n_classes)
     codebook = tokenizer.codebook() if isinstance(tokenizer, HasCodebook) else None
-    _check_training(tokenizer, "train.tokenizer", recipe.tokenizer_train.batch_size, avail,
-                    lambda b: {"x": torch.randn(b, *shape)}, problems)
+    _check_training(tokenizer, "tokenizer", "train.tokenizer", recipe.tokenizer_train.batch_size,
+                    avail, lambda b: {"x": torch.randn(b, *shape)}, problems)
     n = recipe.sample.n_per_class * max(spec.n_classes, 1)
     per_sample = spec.seq_len * 8 + 4 * (2 * math.prod(shape) + math.prod(info.shape))
     held = recipe.sample.seeds * n * per_sample
@@ -510,8 +510,8 @@ def _dry_build(recipe: Recipe, problems: list[str]) -> None:
                 batch["labels"] = torch.randint(spec.n_classes, (b,))
             return batch
 
-        act = _check_training(prior, f"priors.{key}.train", p.train.batch_size, avail, tokens,
-                              problems)
+        act = _check_training(prior, f"priors.{key}", f"priors.{key}.train", p.train.batch_size,
+                              avail, tokens, problems)
         sampling = act * min(recipe.sample.batch_size, n) if act is not None else 0
         if sampling > avail:
             problems.append(f"sample.batch_size: {min(recipe.sample.batch_size, n):,} samples "
@@ -541,13 +541,18 @@ def _build_within(path: str, cls: type, params: dict[str, Any],
     return None
 
 
-def _check_training(module: Any, path: str, batch_size: int, avail: int,
+def _check_training(module: Any, component: str, path: str, batch_size: int, avail: int,
                     batch: Callable[[int], dict[str, torch.Tensor]],
                     problems: list[str]) -> int | None:
     """Activation bytes per example of one training step of `module` (None if it could not
     be measured); a problem if a batch of `batch_size` cannot fit beside its parameters."""
     try:
         act = limits.activation_bytes(module, batch)
+    except RuntimeError as exc:
+        if "overflow" in str(exc).lower():  # a setting no float can hold
+            problems.append(f"{component}: a training step fails with these settings "
+                            f"({limits.one_line(exc)}); a value is out of range")
+        return None
     except Exception:  # noqa: BLE001 - a component that cannot train on made-up data is
         return None    # measured by its real run; this is only an estimate
     need = act * batch_size + limits.parameter_count(module) * limits.TRAIN_BYTES_PER_PARAM
