@@ -1,5 +1,6 @@
 """Faults of the user's input or machine end in one line and exit 2, never a traceback, and
-leave no half-written run: a negative seed, an over-long name, an unwritable or non-folder
+leave no half-written run: a negative seed, an over-long name, sizes that cannot fit in memory
+(found at validation, in bounded time, naming the key), an unwritable or non-folder
 --runs-dir or cache, a full disk while checkpointing, a loss that diverges; a bug is one line
 and exit 1 with its traceback kept in a file."""
 
@@ -52,8 +53,18 @@ def mount_tmpfs(tmp_path: Path):
     ("seed=-1", "seed: input should be greater than or equal to 0"),
     ("seed=4294967296", "seed: input should be less than 4294967296"),
     ("name=" + "a" * 300, "name: string should have at most 100 characters"),
+    ("tokenizer.codebook_size=1000000000000", "lower tokenizer.codebook_size"),
+    ("tokenizer.channels=1000000000", "tokenizer: its sizes make tensors larger than any memory"),
+    ("priors.gpt.n_embd=1000000000", "lower priors.gpt.n_embd"),
+    ("priors.gpt.n_layer=1000000000", "building it takes over 5 s, so its sizes are far too "
+                                      "large; lower priors.gpt.n_layer"),
+    ("train.tokenizer.batch_size=1000000000", "train.tokenizer.batch_size: 1,000,000,000 "
+                                              "examples need about"),
+    ("sample.n_per_class=1000000000", "lower sample.n_per_class or sample.seeds"),
+    ("tokenizer.dead_code_threshold=1e40", "tokenizer: a training step fails with these settings"),
 ])
-def test_bad_seed_or_name_is_one_line(override, says, tiny, write_recipe, tmp_path, capsys):
+def test_bad_settings_are_one_line_before_any_work(override, says, tiny, write_recipe, tmp_path,
+                                                   capsys):
     runs = tmp_path / "runs"
     assert cli_run(write_recipe(tiny), runs, override) == 2
     assert says in one_error_line(capsys)
