@@ -29,7 +29,9 @@ def signature_model(func: Callable[..., Any], skip: frozenset[str]) -> type[Base
         default = ... if p.default is inspect.Parameter.empty else p.default
         fields[p.name] = (annotation, default)
     name = getattr(func, "__qualname__", "component").replace(".", "_")
-    return pydantic.create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+    # no size, rate or option of a component is infinite or NaN
+    return pydantic.create_model(name, __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
+                                 **fields)
 
 
 def field_names(model: type[BaseModel]) -> list[str]:

@@ -31,7 +31,7 @@ from .runtime import autocast
 class TrainConfig(BaseModel):
     """The `train.tokenizer`, `train.prior` and `priors.<key>.train` recipe sections."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     steps: int = Field(1000, gt=0, description="optimizer steps")
     batch_size: int = Field(64, gt=0)
@@ -226,6 +226,12 @@ class Trainer:
             for name in ("checkpoint", "checkpoint.old", "checkpoint.tmp"):
                 shutil.rmtree(self.ckpt_dir.with_name(name), ignore_errors=True)
 
+    def _diverged(self, what: str, step: int) -> TrainingDiverged:
+        return TrainingDiverged(
+            f"{self.desc}: {what} at step {step} (learning rate {lr_at(step, self.cfg):.3g}); "
+            f"training stopped (its last checkpoint, if any, is kept); lower "
+            f"{self.settings}.lr or raise {self.settings}.warmup_steps")
+
     # -- the loop -----------------------------------------------------------------------------
     def fit(self, module: nn.Module, batches: Batches) -> TrainResult:
         cfg = self.cfg
@@ -256,15 +262,17 @@ class Trainer:
                 with autocast(self.device, self.precision):
                     loss, logs = module.training_loss(batch)
                 if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"{self.desc}: the loss became {loss.item()} at step {step} (learning rate "
-                        f"{lr_at(step, cfg):.3g}); training stopped (its last checkpoint, if any, is "
-                        f"kept); lower {self.settings}.lr or raise {self.settings}.warmup_steps")
+                    raise self._diverged(f"the loss became {loss.item()}", step)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip is not None:
                     nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
-                opt.step()
+                try:
+                    opt.step()
+                except RuntimeError as exc:
+                    if "overflow" not in str(exc):
+                        raise
+                    raise self._diverged("the update overflowed float32", step) from None
                 if ema is not None:
                     ema.update(module, step)
                 step += 1

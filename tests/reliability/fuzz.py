@@ -32,7 +32,8 @@ out) for up to the timeout. A run still going at the timeout without a traceback
 whose resolved recipe is the same as the unmutated one's (or as an earlier mutant's) is not run
 again. Failure kinds: traceback, exit-code (not 0/2, or the worker died), hang (validate past
 the timeout), multi-line (exit 2 without exactly one error message), run-dir-left (exit 2 and
-something left in --runs-dir), code-execution (a PWNED file appeared).
+something left in --runs-dir though no stage finished and no checkpoint was saved: finished work
+is kept by design), code-execution (a PWNED file appeared).
 
 Used as a library by tests/reliability/test_fuzz.py: `Fuzzer`, `mutants()`, `ci_subset()`.
 """
@@ -62,8 +63,8 @@ from typing import Any, Iterable, Iterator
 
 import yaml
 
-HERE = Path(__file__).resolve()
-REPO = HERE.parents[2]
+HERE = Path(__file__).absolute()  # the worker is started by the path the parent was
+REPO = Path(__file__).resolve().parents[2]
 
 SLOT = "__FUZZ_SLOT__"  # placeholder value, replaced by raw YAML text after dumping
 KEYSLOT = "__FUZZ_KEY__"  # placeholder key
@@ -793,10 +794,13 @@ class Fuzzer:
                                "detail": "a PWNED file appeared in the worker's folder"})
         if o.run == 2:
             left = sorted(str(p.relative_to(runs)) for p in runs.rglob("*"))
-            if left:
+            stages = [p.stem for p in runs.glob("*/stages/*.json")]
+            checkpoints = list(runs.rglob("checkpoint*/trainer.json"))
+            if left and not stages and not checkpoints:  # finished work is kept, by design
                 o.failures.append({"kind": "run-dir-left", "phase": "run",
-                                   "detail": f"left {', '.join(left[:5])}"
-                                             f"{' ...' if len(left) > 5 else ''} | "
+                                   "detail": f"left {len(left)} path(s) "
+                                             f"({', '.join(left[:3])}{' ...' if len(left) > 3 else ''}"
+                                             f"; finished stages: {', '.join(stages) or 'none'}) | "
                                              f"{error_summary(answer['stderr'])}"})  # type: ignore[index]
         shutil.rmtree(runs, ignore_errors=True)
 
