@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Annotated, Any, Mapping, Protocol
 
 import numpy as np
 import torch
@@ -38,8 +38,9 @@ class TrainConfig(BaseModel):
     lr: float = Field(3e-4, gt=0, description="peak learning rate")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="final lr as a fraction of peak")
     warmup_steps: int = Field(100, ge=0)
-    weight_decay: float = Field(0.01, ge=0, description="AdamW decay of matrices only")
-    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW decay of matrices only")
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = \
+        (0.9, 0.95)
     grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm; null: none")
     ema_decay: float | None = Field(None, gt=0, lt=1, description="EMA of weights; null: none")
     checkpoint_every_s: float = Field(30.0, gt=0, description="seconds between checkpoints")
@@ -296,6 +297,8 @@ class Trainer:
         elapsed += time.monotonic() - t0
         if ema is not None:
             ema.copy_to(module)
+        if not all(torch.isfinite(p).all() for p in module.parameters()):
+            raise self._diverged("the weights became infinite or NaN", step)
         module.eval()
         return TrainResult(steps=step, wall_time_s=elapsed,
                            final_loss=losses[-1][1] if losses else float("nan"),
