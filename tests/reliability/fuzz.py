@@ -33,7 +33,7 @@ whose resolved recipe is the same as the unmutated one's (or as an earlier mutan
 again. Failure kinds: traceback, exit-code (not 0/2, or the worker died), hang (validate past
 the timeout), multi-line (exit 2 without exactly one error message), run-dir-left (exit 2 and
 something left in --runs-dir though no stage finished and no checkpoint was saved: finished work
-is kept by design), code-execution (a PWNED file appeared).
+is kept by design, and listed as "kept", not a failure), code-execution (a PWNED file appeared).
 
 Used as a library by tests/reliability/test_fuzz.py: `Fuzzer`, `mutants()`, `ci_subset()`.
 """
@@ -542,6 +542,7 @@ class Outcome:
     run: int | None = None  # exit status of `run` (--run mode, mutants that validated)
     result: str = ""  # exit-0 | exit-2 | still-running | same-as-earlier | a failure kind
     failures: list[dict[str, str]] = field(default_factory=list)  # kind, phase, detail
+    notices: list[dict[str, str]] = field(default_factory=list)  # run-dir-kept: not a failure
     seconds: float = 0.0
     note: str = ""
 
@@ -611,6 +612,7 @@ class Report:
                 **{k: kinds.get(k, 0) for k in KINDS},
                 **({"run exit 0": sum(o.run == 0 for o in self.outcomes),
                     "still running": sum(o.result == "still-running" for o in self.outcomes),
+                    "run dir kept": sum(bool(o.notices) for o in self.outcomes),
                     "not re-run (same resolved recipe)":
                         sum(o.result == "same-as-earlier" for o in self.outcomes)}
                    if self.mode == "run" else {})}
@@ -624,7 +626,8 @@ class Report:
                  f"failing mutants: {c['failing mutants']} ({kinds})"]
         if self.mode == "run":
             lines.append(f"   run exit 0: {c['run exit 0']}, still running at the timeout: "
-                         f"{c['still running']}, not re-run (same resolved recipe as one run "
+                         f"{c['still running']}, run dir kept after exit 2 with finished "
+                         f"work (resumable; not a failure): {c['run dir kept']}, not re-run (same resolved recipe as one run "
                          f"already): {c['not re-run (same resolved recipe)']}")
         if self.base is not None:
             lines.append(f"   unmutated recipe: validate exit {self.base.validate}, run exit "
@@ -637,6 +640,9 @@ class Report:
             for o in self.outcomes:
                 if o.result == "still-running":
                     lines.append(f"   still running: #{o.index} {o.path} <- {o.mutation}")
+            for o in self.outcomes:
+                for f in o.notices:
+                    lines.append(f"   kept: #{o.index} {o.path} <- {o.mutation}: {f['detail']}")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -769,6 +775,7 @@ class Fuzzer:
                 o.note = f"same resolved recipe as #{prev.index}"
                 o.failures = [dict(f, detail=f"(as #{prev.index}) {f['detail']}")
                               for f in prev.failures]
+                o.notices = list(prev.notices)
             else:
                 seen_runs[key] = o
                 self._run(m, path, overrides, o)
@@ -796,12 +803,15 @@ class Fuzzer:
             left = sorted(str(p.relative_to(runs)) for p in runs.rglob("*"))
             stages = [p.stem for p in runs.glob("*/stages/*.json")]
             checkpoints = list(runs.rglob("checkpoint*/trainer.json"))
-            if left and not stages and not checkpoints:  # finished work is kept, by design
-                o.failures.append({"kind": "run-dir-left", "phase": "run",
-                                   "detail": f"left {len(left)} path(s) "
-                                             f"({', '.join(left[:3])}{' ...' if len(left) > 3 else ''}"
-                                             f"; finished stages: {', '.join(stages) or 'none'}) | "
-                                             f"{error_summary(answer['stderr'])}"})  # type: ignore[index]
+            if left:  # finished work is kept, by design: then a notice, not a failure
+                half = not stages and not checkpoints
+                detail = (f"left {len(left)} path(s) ({', '.join(left[:3])}"
+                          f"{' ...' if len(left) > 3 else ''}; finished stages: "
+                          f"{', '.join(stages) or 'none'}) | "
+                          f"{error_summary(answer['stderr'])}")  # type: ignore[index]
+                (o.failures if half else o.notices).append(
+                    {"kind": "run-dir-left" if half else "run-dir-kept", "phase": "run",
+                     "detail": detail})
         shutil.rmtree(runs, ignore_errors=True)
 
 
