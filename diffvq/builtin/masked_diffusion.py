@@ -29,7 +29,7 @@ from torch import Tensor, nn
 import diffvq
 from diffvq.interfaces import TokenSpec
 from diffvq.nn.conditioning import ClassCondition
-from diffvq.nn.sampling import filter_logits
+from diffvq.nn.sampling import draw, filter_logits
 from diffvq.nn.transformer import Transformer, TransformerConfig
 
 Schedule = Literal["cosine", "linear"]
@@ -137,8 +137,7 @@ class MaskedDiffusionPrior(nn.Module):
             logits = self.cond.guided(self._logits, x, labels, guidance).float()  # [n, L, K]
             logits = filter_logits(logits / temperature, top_k, top_p)
             probs = logits.softmax(-1)
-            drawn = torch.multinomial(probs.view(-1, probs.shape[-1]), 1,
-                                      generator=generator).view(n, L)
+            drawn = draw(probs.view(-1, probs.shape[-1]), generator).view(n, L)
             masked = x == self.mask_id
             drawn = torch.where(masked, drawn, x)
             progress = (s + 1) / steps

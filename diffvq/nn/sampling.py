@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from ..errors import UserError
+
 
 def guide(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
     """Classifier-free guidance on logits: `uncond + scale * (cond - uncond)`.
@@ -43,9 +45,19 @@ def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None 
     return logits
 
 
+def draw(probs: Tensor, generator: torch.Generator) -> Tensor:
+    """One category per row of `probs` `[N, V]` -> `[N]`. Probabilities that are no longer
+    numbers come from sampling options no float can carry (a guidance of 1e40, a temperature of
+    1e-40): the user's to change, said in one line."""
+    if not torch.isfinite(probs).all():
+        raise UserError("sampling: the token probabilities became infinite or NaN; the sampling "
+                        "options are out of range (lower sample.guidance, raise "
+                        "sample.temperature)")
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
 def sample_logits(logits: Tensor, temperature: float, generator: torch.Generator,
                   top_k: int | None = None, top_p: float | None = None) -> Tensor:
     """Draw one token per row of `logits` `[B, V]` -> `[B]`."""
     logits = filter_logits(logits.float() / temperature, top_k, top_p)
-    probs = logits.softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return draw(logits.softmax(-1), generator)

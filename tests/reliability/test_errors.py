@@ -169,3 +169,13 @@ def test_a_bug_is_one_line_exit_1_with_the_traceback_kept(tiny, write_recipe, tm
     assert "Traceback" in saved.read_text() and "broken" in saved.read_text()
     saved.unlink()
     assert not runs.exists()
+
+
+def test_sampling_options_no_float_can_carry(tiny, write_recipe, tmp_path, capsys):
+    """A guidance of 10^40 trains fine and then cannot sample: one line saying which options,
+    exit 2, and the finished training is kept."""
+    runs = tmp_path / "runs"
+    assert cli_run(write_recipe(tiny), runs, "sample.guidance=" + "1" + "0" * 40,
+                   "evaluate.judge=false") == 2
+    assert "sampling: the token probabilities became infinite or NaN" in one_error_line(capsys)
+    assert (runs / "tiny" / "stages" / "prior-gpt.json").is_file()

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from diffvq.interfaces import TokenSpec
 from diffvq.nn.conditioning import ClassCondition
-from diffvq.nn.sampling import filter_logits
+from diffvq.nn.sampling import draw, filter_logits
 from diffvq.nn.transformer import Transformer, TransformerConfig
 
 Kind = Literal["mask-and-replace", "uniform"]
@@ -324,5 +324,5 @@ class MultinomialDiffusionPrior(nn.Module):
             if s == 0:
                 log_p = log_p[..., :K]  # p(x0 | x_t): codes only (MASK has probability 0)
             probs = log_p.exp().view(-1, log_p.shape[-1])
-            x = torch.multinomial(probs, 1, generator=generator).view(n, -1)
+            x = draw(probs, generator).view(n, -1)
         return x
