@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-BUILD_SECONDS = 5.0  # a legitimate component builds on the meta device in well under a second
+BUILD_SECONDS = 2.0  # a legitimate component builds on the meta device in well under a second
 TRAIN_BYTES_PER_PARAM = 16  # fp32 weights, gradients, and AdamW's two moments
 
 

@@ -56,7 +56,7 @@ def mount_tmpfs(tmp_path: Path):
     ("tokenizer.codebook_size=1000000000000", "lower tokenizer.codebook_size"),
     ("tokenizer.channels=1000000000", "tokenizer: its sizes make tensors larger than any memory"),
     ("priors.gpt.n_embd=1000000000", "lower priors.gpt.n_embd"),
-    ("priors.gpt.n_layer=1000000000", "building it takes over 5 s, so its sizes are far too "
+    ("priors.gpt.n_layer=1000000000", "building it takes over 2 s, so its sizes are far too "
                                       "large; lower priors.gpt.n_layer"),
     ("train.tokenizer.batch_size=1000000000", "train.tokenizer.batch_size: 1,000,000,000 "
                                               "examples need about"),

@@ -154,7 +154,7 @@ class MultinomialDiffusionPrior(nn.Module):
         self.schedule = cumulative_schedule(timesteps, kind, replace)
         alpha, k_beta, gamma = (torch.tensor(v, dtype=torch.float64) for v in zip(*self.schedule))
         # q(x_T | x0) against the prior p(x_T) (q averaged over x0): the same for every x0
-        aT, bT = alpha[-1].item(), k_beta[-1].item() / K
+        aT, bT = self.schedule[-1][0], self.schedule[-1][1] / K  # floats: no tensor read
         pT = aT / K + bT
         self.prior_kl = (aT + bT) * math.log((aT + bT) / pT) + (K - 1) * bT * _log(bT / pT)
         # non-persistent: they are functions of the recipe keys, rebuilt on load
