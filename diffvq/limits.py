@@ -26,8 +26,9 @@ BUILD_SECONDS = 2.0  # a legitimate component builds on the meta device in well 
 TRAIN_BYTES_PER_PARAM = 16  # fp32 weights, gradients, and AdamW's two moments
 
 
-class TooSlow(Exception):
-    pass
+class TooSlow(BaseException):
+    """Raised by `time_limit`; a BaseException, so that no `except Exception` in the code it
+    interrupts can swallow it."""
 
 
 @contextlib.contextmanager
@@ -41,7 +42,7 @@ def time_limit(seconds: float) -> Iterator[None]:
         raise TooSlow
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)  # and again each second until it lands
     try:
         yield
     finally:
@@ -126,7 +127,7 @@ def too_large(build: Callable[[dict[str, Any]], nn.Module], params: dict[str, An
     def fits(key: str) -> bool:
         try:
             m = count({**params, key: defaults[key]}, 1.0)
-        except Exception:  # noqa: BLE001 - TooSlow included: not this key alone
+        except (TooSlow, Exception):  # noqa: BLE001 - not this key alone
             return False
         return m is not None and m <= budget
 
