@@ -713,7 +713,8 @@ class Fuzzer:
         return [f"{k}={v}" for k, v in keys if k != mutated]
 
     def fuzz(self, recipe: str | Path, selection: list[Mutant] | None = None,
-             only: str | None = None) -> Report:
+             only: str | None = None, log: Path | None = None) -> Report:
+        """`log`: a file each outcome is appended to as a JSON line, as soon as it is known."""
         t0 = time.monotonic()
         starts0 = self.worker.starts
         doc = self.resolve(recipe)
@@ -734,6 +735,9 @@ class Fuzzer:
             path.write_bytes(m.render())
             o = self._one(m, path, seen_runs)
             outcomes.append(o)
+            if log is not None:
+                with open(log, "a") as f:
+                    f.write(json.dumps({"recipe": str(recipe), **asdict(o)}) + "\n")
             if self.progress:
                 for f in o.failures:
                     print(f"   FAIL {f['kind']} [{f['phase']}] #{o.index} {o.path} <- "
@@ -829,7 +833,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", metavar="REGEX", help="only mutants whose 'path <- mutation' matches")
     ap.add_argument("--subset", action="store_true", help="only the CI subset (test_fuzz.py)")
     ap.add_argument("--list", action="store_true", help="list the mutants, run nothing")
-    ap.add_argument("--json", metavar="FILE", help="write every outcome as JSON")
+    ap.add_argument("--json", metavar="FILE", help="write every outcome as JSON (and, as they "
+                                                   "come, as JSON lines to FILE.partial)")
     ap.add_argument("--keep", metavar="DIR", help="scratch folder to use and keep (mutant files)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -850,7 +855,8 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{recipe}\t{m.index}\t{m.path}\t{m.mutation}")
                 continue
             selection = ci_subset(mutants(fz.resolve(recipe))) if args.subset else None
-            report = fz.fuzz(recipe, selection, args.only)
+            report = fz.fuzz(recipe, selection, args.only,
+                             Path(args.json + ".partial") if args.json else None)
             reports.append(report)
             print(report.format(), flush=True)
     if reports:
