@@ -713,8 +713,9 @@ class Fuzzer:
         return [f"{k}={v}" for k, v in keys if k != mutated]
 
     def fuzz(self, recipe: str | Path, selection: list[Mutant] | None = None,
-             only: str | None = None, log: Path | None = None) -> Report:
-        """`log`: a file each outcome is appended to as a JSON line, as soon as it is known."""
+             only: str | None = None, log: Path | None = None, resume: bool = False) -> Report:
+        """`log`: a file each outcome is appended to as a JSON line, as soon as it is known;
+        `resume`: take the outcomes already in `log` instead of trying those mutants again."""
         t0 = time.monotonic()
         starts0 = self.worker.starts
         doc = self.resolve(recipe)
@@ -730,7 +731,16 @@ class Fuzzer:
             unmutated = Mutant(-1, "<unmutated>", "none", dump(doc).encode())
             mdir.joinpath("unmutated.yaml").write_bytes(unmutated.render())
             base = self._one(unmutated, mdir / "unmutated.yaml", seen_runs)
+        done: dict[int, Outcome] = {}
+        if resume and log is not None and log.exists():
+            for line in log.read_text().splitlines():
+                d = json.loads(line)
+                if d.pop("recipe") == str(recipe):
+                    done[d["index"]] = Outcome(**d)
         for n, m in enumerate(todo):
+            if m.index in done:
+                outcomes.append(done[m.index])
+                continue
             path = mdir / m.filename
             path.write_bytes(m.render())
             o = self._one(m, path, seen_runs)
@@ -835,6 +845,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     ap.add_argument("--json", metavar="FILE", help="write every outcome as JSON (and, as they "
                                                    "come, as JSON lines to FILE.partial)")
+    ap.add_argument("--resume", action="store_true",
+                    help="take the outcomes already in FILE.partial (--json) as done")
     ap.add_argument("--keep", metavar="DIR", help="scratch folder to use and keep (mutant files)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -856,7 +868,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             selection = ci_subset(mutants(fz.resolve(recipe))) if args.subset else None
             report = fz.fuzz(recipe, selection, args.only,
-                             Path(args.json + ".partial") if args.json else None)
+                             Path(args.json + ".partial") if args.json else None, args.resume)
             reports.append(report)
             print(report.format(), flush=True)
     if reports:
