@@ -7,16 +7,24 @@ from pathlib import Path
 from typing import Any
 
 from . import storage, tokencache
+from .containment import inside
 from .errors import UserError
-from .report import write_report
+from .report import report_page, write_report
+
+RECIPE = "recipe.resolved.yaml"
+
+
+def _recipe_text(run_dir: Path) -> str:
+    """The run's resolved recipe, read only if it is inside the run directory."""
+    return inside(run_dir, RECIPE, run_dir).read_text()
 
 
 def report_for_run(run_dir: Path, metrics: dict[str, Any]) -> Path:
     """`run_dir/report.html` for one finished run."""
     run_dir = Path(run_dir)
-    recipe = (run_dir / "recipe.resolved.yaml").read_text()
     return write_report(metrics, {k: run_dir for k in metrics["priors"]}, run_dir / "report.html",
-                        {metrics["run"]: recipe}, f"diffvq compare: {metrics['run']}")
+                        {metrics["run"]: _recipe_text(run_dir)},
+                        f"diffvq compare: {metrics['run']}")
 
 
 def _load(run_dir: Path) -> dict[str, Any]:
@@ -24,7 +32,7 @@ def _load(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{run_dir}: not a finished run (no metrics.json); run it with "
                         f"`diffvq run` or `diffvq compare RECIPE` first")
-    return storage.read_json(path)
+    return storage.read_json(inside(run_dir, "metrics.json", run_dir, action="read"))
 
 
 def merge_runs(run_dirs: list[Path]) -> tuple[dict[str, Any], dict[str, Path]]:
@@ -66,11 +74,13 @@ def merge_runs(run_dirs: list[Path]) -> tuple[dict[str, Any], dict[str, Path]]:
 
 
 def compare_runs(run_dirs: list[Path], out_dir: Path) -> tuple[dict[str, Any], Path]:
+    """Merge the runs and write `out_dir/metrics.json` and `report.html`. The whole page is
+    made first, so that a run naming a file outside itself leaves nothing written."""
     merged, where = merge_runs(run_dirs)
+    recipes = {str(d): _recipe_text(d) for d in run_dirs if (d / RECIPE).is_file()}
+    page = report_page(merged, where, recipes, f"diffvq compare: {merged['run']}")
     out_dir.mkdir(parents=True, exist_ok=True)
     storage.write_json(out_dir / "metrics.json", merged)
-    recipes = {str(d): (d / "recipe.resolved.yaml").read_text()
-               for d in run_dirs if (d / "recipe.resolved.yaml").is_file()}
-    path = write_report(merged, where, out_dir / "report.html", recipes,
-                        f"diffvq compare: {merged['run']}")
+    path = out_dir / "report.html"
+    storage.atomic_write_text(path, page)
     return merged, path

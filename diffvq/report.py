@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from . import finding, summary
+from .containment import inside
+from .errors import UserError
 
 # table columns: (header, direction) where direction is "min", "max" or None (not ranked); a
 # modality's signal metrics come after "distinct", ranked by closeness to real data ("real")
@@ -144,16 +146,22 @@ def _media(path: Path, caption: str) -> str:
 
 
 def gallery_html(metrics: dict[str, Any], run_dirs: dict[str, Path]) -> str:
-    """Every prior's files per sampling setting; `run_dirs` maps a prior key to its run dir."""
+    """Every prior's files per sampling setting; `run_dirs` maps a prior key to its run dir.
+    The files named in metrics.json are read only from inside that run dir (`inside`)."""
     parts = []
     for key, p in metrics["priors"].items():
         parts.append(f"<h3>{html.escape(key)} <small>({html.escape(p['name'])})</small></h3>")
         figs = []
+        source = run_dirs[key] / "metrics.json"
         for v in p["sampling"]:
             j = v.get("judge")
             cap = (f"{v['variant'] or 'default'} · NFE {v['nfe']}"
                    + (f" · judge FD {j['fd_mean']:.2f}" if j else ""))
-            figs += [_media(run_dirs[key] / f, cap) for f in v.get("files", [])]
+            files = v.get("files", [])
+            if not isinstance(files, list):
+                raise UserError(f"{source}: 'files' of prior {key} is {type(files).__name__}, "
+                                f"not a list of paths inside the run directory")
+            figs += [_media(inside(run_dirs[key], f, source), cap) for f in files]
         parts.append(f'<div class="gallery">{"".join(figs)}</div>')
     return "\n".join(parts)
 
@@ -161,8 +169,16 @@ def gallery_html(metrics: dict[str, Any], run_dirs: dict[str, Path]) -> str:
 def write_report(metrics: dict[str, Any], run_dirs: dict[str, Path], out: Path,
                  recipes: dict[str, str], title: str) -> Path:
     """Write the self-contained report to `out`. `recipes`: run name -> resolved recipe text."""
-    from .storage import atomic_save
+    from .storage import atomic_write_text
 
+    atomic_write_text(out, report_page(metrics, run_dirs, recipes, title))
+    return out
+
+
+def report_page(metrics: dict[str, Any], run_dirs: dict[str, Path], recipes: dict[str, str],
+                title: str) -> str:
+    """The report as one HTML string, every embedded file already read: a run that names a
+    file outside itself is refused here, before anything is written."""
     tok = summary.tokenizer_table(metrics["tokenizer"])
     judge = metrics.get("judge")
     if judge:
@@ -210,7 +226,5 @@ def write_report(metrics: dict[str, Any], run_dirs: dict[str, Path], out: Path,
     ]
     if env:
         body.append(f"<pre>{html.escape(str(env))}</pre>")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
             f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")
-    atomic_save(out, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
-    return out
