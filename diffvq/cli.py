@@ -8,6 +8,7 @@
     diffvq ls [KIND [NAME]]                     registered components, or one's recipe keys
 
 User errors print one line (`error: ...`) and exit with status 2; `--debug` shows tracebacks.
+A recipe's local plugin files run only with consent: `-p FILE` or `--allow-plugins`.
 """
 
 from __future__ import annotations
@@ -45,7 +46,12 @@ def _parser() -> argparse.ArgumentParser:
                        default=argparse.SUPPRESS if sub else False, help="show tracebacks")
         p.add_argument("-p", "--plugin", action="append", metavar="FILE",
                        default=argparse.SUPPRESS if sub else [],
-                       help="load a local plugin file (repeatable)")
+                       help="load a local plugin file (repeatable); this is your consent "
+                            "to run its code")
+        p.add_argument("--allow-plugins", action="store_true",
+                       default=argparse.SUPPRESS if sub else False,
+                       help="consent to run the local plugin files the recipe names (a "
+                            "recipe's plugin files are Python code; see README 'Security')")
         return p
 
     common = options(sub=True)
@@ -81,7 +87,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from . import recipe as recipe_mod
 
-    r, _ = recipe_mod.load(args.recipe, args.overrides, args.plugin)
+    r, _ = recipe_mod.load(args.recipe, args.overrides, args.plugin,
+                           allow_plugins=args.allow_plugins)
     print(yaml.safe_dump(r.to_dict(), sort_keys=False), end="")
     print(f"# {args.recipe}: valid ({len(r.priors)} prior(s): {', '.join(r.priors)})",
           file=sys.stderr)
@@ -102,7 +109,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import Run
     from .summary import format_summary
 
-    r, plugins = recipe_mod.load(args.recipe, _with_threads(args, args.overrides), args.plugin)
+    r, plugins = recipe_mod.load(args.recipe, _with_threads(args, args.overrides), args.plugin,
+                                   allow_plugins=args.allow_plugins)
     run = Run(r, plugins, runs_dir=Path(args.runs_dir), progress=not args.quiet,
               replace_stale=args.replace_stale)
     metrics = run.execute()
@@ -131,7 +139,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         from .pipeline import Run
 
         r, plugins = recipe_mod.load(args.targets[0], _with_threads(args, args.targets[1:]),
-                                     args.plugin)
+                                     args.plugin, allow_plugins=args.allow_plugins)
         run = Run(r, plugins, runs_dir=Path(args.runs_dir), progress=not args.quiet,
               replace_stale=args.replace_stale)
         metrics = run.execute()

@@ -39,7 +39,7 @@ from .interfaces import DataInfo, HasCodebook, HasJudge, HasSignalMetrics, Token
 from .judge import cache_root, get_judge
 from .nn.transformer import count_parameters
 from .plugins import Plugins
-from .provenance import environment
+from .provenance import environment, file_digests
 from .recipe import Recipe
 from .runtime import autocast, resolve_precision, select_device, set_threads
 from .stages import Stage, fingerprint
@@ -152,7 +152,8 @@ class Run:
         results aside (or delete them when asked to) before any is redone."""
         stale = [s for s in self.all_stages().values() if s.stale()]
         if stale:
-            now = stages.inputs(self.recipe.to_dict(), self.dataset.fingerprint(), self.precision)
+            now = stages.inputs(self.recipe.to_dict(self.run_dir), self.dataset.fingerprint(),
+                                self.precision)
             why = stages.changes(stages.read_inputs(self.run_dir), now)
             log(f"{self.run_dir} was made from something else ({why}); redoing "
                 f"{', '.join(s.id for s in stale)}")
@@ -539,8 +540,10 @@ class Run:
         self._supersede_stale()
         plugin_versions = {rec.name: rec.version for rec in self.plugins.records if not rec.error}
         env = environment(plugin_versions, str(self.device), self.precision)
-        resolved = {**r.to_dict(), "environment": {**env,
-                                                   "data_fingerprint": self.dataset.fingerprint()}}
+        resolved = r.to_dict(self.run_dir)
+        resolved["environment"] = {**env, "data_fingerprint": self.dataset.fingerprint(),
+                                   "plugin_files": file_digests(dict(zip(resolved["plugins"],
+                                                                         r.plugins)))}
         storage.write_yaml(self.run_dir / "recipe.resolved.yaml", resolved,
                            header=f"# resolved from {r.source}; re-run with: diffvq run "
                                   f"{self.run_dir / 'recipe.resolved.yaml'}\n")

@@ -4,7 +4,9 @@ Every plugin is loaded in isolation: one that fails to import, implements a hook
 exist, has a hook whose signature does not match its spec, or raises inside a hook is recorded
 with its error and skipped; the rest load normally. First-party plugins load the same way.
 
-`DIFFVQ_LOAD_PLUGINS=a,b` loads only the named entry-point plugins (empty: none), as `llm` does.
+`DIFFVQ_LOAD_PLUGINS=a,b` loads only the named plugins (empty: none), as `llm` does: entry points
+by name, local plugin files by file name without `.py`. Whether a recipe's local plugin file may
+run at all is decided before this module is called (`recipe.consent`).
 """
 
 from __future__ import annotations
@@ -183,6 +185,9 @@ def load_plugins(files: Iterable[str | Path] = (), *, entry_points: bool = True)
         path = Path(f)
         record = PluginRecord(name=path.stem, source=str(path))
         records.append(record)
+        if allowed is not None and path.stem not in allowed:
+            record.error = f"not loaded: DIFFVQ_LOAD_PLUGINS does not name {path.stem!r}"
+            continue
         if not path.is_file():
             record.error = f"no such plugin file: {path}"
             continue

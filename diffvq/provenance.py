@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,3 +35,10 @@ def environment(plugin_versions: dict[str, str | None] | None = None,
         "packages": {p: v for p in PACKAGES if (v := _version(p)) is not None},
         "plugins": dict(plugin_versions or {}),
     }
+
+
+def file_digests(files: dict[str, str | Path]) -> dict[str, str]:
+    """`{label: sha256}` of local files a run used (its plugin files): a path says where code
+    was, the digest says which code it was."""
+    return {label: hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            for label, path in files.items()}

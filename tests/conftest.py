@@ -37,6 +37,16 @@ def judge_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def user_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """No test reads the user's own diffvq config (its trusted plugin folders)."""
+    import os
+
+    path = tmp_path_factory.mktemp("xdg-config")
+    os.environ["XDG_CONFIG_HOME"] = str(path)
+    return path
+
+
+@pytest.fixture(autouse=True, scope="session")
 def threads() -> None:
     """Tests use diffvq's default thread count, as a run does (on a busy 2-core machine torch's
     own two threads make the suite many times slower: bench/threads.py)."""

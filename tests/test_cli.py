@@ -62,7 +62,7 @@ def test_plugin_that_raises_on_import(capsys, tiny, write_recipe, tmp_path):
                       "ImportError: needs a library you do not have")
     # named in the recipe instead, relative to the recipe file
     tiny["plugins"] = ["broken_plugin.py"]
-    code, _, err = cli(capsys, "validate", str(write_recipe(tiny)))
+    code, _, err = cli(capsys, "validate", "--allow-plugins", str(write_recipe(tiny)))
     assert_user_error(code, err, "broken_plugin.py failed to load")
     # `diffvq plugins` reports it and keeps going
     code, out, _ = cli(capsys, "plugins", "-p", str(plugin))

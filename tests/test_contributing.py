@@ -26,15 +26,26 @@ def tutorial(tmp_path: Path) -> Path:
 
 def test_tutorial_recipe_validates_and_runs(tutorial, capsys):
     recipe = str(tutorial / "shapes.yaml")
-    assert main(["validate", recipe]) == 0
-    assert main(["validate", recipe, "data.n=0"]) == 2
+    assert main(["validate", recipe]) == 2  # a recipe's plugin file runs only with consent
+    assert "--allow-plugins" in capsys.readouterr().err
+    assert main(["validate", "--allow-plugins", recipe]) == 0
+    assert main(["validate", "--allow-plugins", recipe, "data.n=0"]) == 2
     assert "data.n: input should be greater than 0" in capsys.readouterr().err
     assert main(["-p", str(tutorial / "shapes.py"), "ls", "dataset", "shapes"]) == 0
     assert "n: int = 1000" in capsys.readouterr().out
-    code = main(["run", recipe, "--runs-dir", str(tutorial / "runs"), "--quiet",
+    code = main(["run", "--allow-plugins", recipe, "--runs-dir", str(tutorial / "runs"), "--quiet",
                  "train.tokenizer.steps=20", "train.prior.steps=20", "precision=fp32"])
     assert code == 0
     assert (tutorial / "runs/shapes/samples/gpt/grid.png").is_file()
+    # the shared record names the plugin relative to the run, with the digest of its code
+    import hashlib
+
+    import yaml
+
+    resolved = yaml.safe_load((tutorial / "runs/shapes/recipe.resolved.yaml").read_text())
+    assert resolved["plugins"] == ["../../shapes.py"] and str(tutorial) not in str(resolved)
+    digest = hashlib.sha256((tutorial / "shapes.py").read_bytes()).hexdigest()
+    assert resolved["environment"]["plugin_files"] == {"../../shapes.py": digest}
 
 
 def test_tutorial_data_set_draws_squares_and_discs(tutorial):
