@@ -38,6 +38,7 @@ from .evaluation import (JudgeEvaluation, evenly_spaced, reference_rows, referen
 from .interfaces import DataInfo, HasCodebook, HasJudge, HasSignalMetrics, TokenSpec
 from .judge import cache_root, get_judge
 from .nn.transformer import count_parameters
+from .ownership import claim
 from .plugins import Plugins
 from .provenance import environment, file_digests
 from .recipe import Recipe
@@ -60,17 +61,6 @@ def derived_seed(seed: int, *names: str) -> int:
 def _train_fp(cfg: TrainConfig) -> dict[str, Any]:
     """The training settings that change results (how often we checkpoint does not)."""
     return cfg.model_dump(mode="json", exclude={"checkpoint_every_s"})
-
-
-def _make_dirs(path: Path) -> Path | None:
-    """Make `path` and its parents; the topmost folder this made (None if it existed), so a
-    failed run can take back exactly what it made."""
-    for parent in reversed(path.parents):
-        if parent.exists() and not parent.is_dir():
-            raise UserError(f"{parent}: is a file; runs need a folder there (--runs-dir)")
-    missing = [p for p in (path, *path.parents) if not p.exists()]
-    path.mkdir(parents=True, exist_ok=True)
-    return missing[-1] if missing else None
 
 
 def log(msg: str) -> None:
@@ -526,13 +516,12 @@ class Run:
     def execute(self) -> dict[str, Any]:
         set_threads(self.recipe.threads)
         cache_root()  # a cache folder that cannot be written fails now, not after training
-        created = _make_dirs(self.run_dir)
-        with stages.run_lock(self.run_dir):  # only its holder may take the folder back
+        with claim(self.run_dir) as claimed:  # only its holder may take the folder back
             try:
                 return self._execute()
             except BaseException:
-                if created is not None and not stages.holds_work(self.run_dir):
-                    shutil.rmtree(created, ignore_errors=True)  # leave nothing half-made
+                if not stages.holds_work(self.run_dir):
+                    claimed.take_back()  # leave nothing half-made
                 raise
 
     def _execute(self) -> dict[str, Any]:

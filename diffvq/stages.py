@@ -1,7 +1,7 @@
-"""The stages of a run: finished-stage markers with the fingerprint each was made from, the lock
-that keeps two processes off one run, and what becomes of results that a changed recipe (or
-changed data) supersedes: they are listed with the reason, and moved aside, never silently
-deleted, unless the user asks for that.
+"""The stages of a run: finished-stage markers with the fingerprint each was made from, and what
+becomes of results that a changed recipe (or changed data) supersedes: they are listed with the
+reason, and moved aside, never silently deleted, unless the user asks for that. (Who may touch
+a run directory at all: `ownership`.)
 
     runs/<name>/stages/<stage>.json       {"fingerprint", "finished", "info"}
     runs/<name>/recipe.resolved.yaml      what they were made from (recipe, data, precision)
@@ -10,7 +10,6 @@ deleted, unless the user asks for that.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -18,32 +17,16 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
 from . import storage
-from .errors import UserError
 
 
 def fingerprint(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    with open(run_dir / ".lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"{run_dir}: another diffvq process is working on this run") from None
-        yield
 
 
 def checkpoint_fingerprint(out_dir: Path) -> str | None:
