@@ -6,8 +6,8 @@ them with the additive synthesizer, and cutting clips; then everything `audio_sp
     python bench/music_speed.py                      # chorales 1-24, recipes/music/bach-compare.yaml
     python bench/music_speed.py RECIPE [key=value ...]
 
-One process, serial (the data set itself spreads chorales over all cores). music21 keeps its own
-parse cache in its temp folder, so a second run parses faster than a machine's first.
+One process, serial (the data set itself spreads chorales over all cores). Every run parses the
+chorales from their files: diffvq never uses music21's pickle cache (`diffvq_music.m21cache`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The Bach chorales come with music21 (its bundled corpus: nothing is downloaded). A score is read
 with repeats expanded; one that music21 cannot parse or expand is skipped and the reason counted
-(`ScoreError`).
+(`ScoreError`). Every parse bypasses music21's shared pickle cache (`m21cache`).
 """
 
 from __future__ import annotations
@@ -34,12 +34,16 @@ def music21_version() -> str:
 
 
 def load_chorale(number: int):
-    """Riemenschneider chorale `number` as a music21 Score (None when the corpus lacks it)."""
+    """Riemenschneider chorale `number` as a music21 Score (None when the corpus lacks it),
+    parsed from the corpus file itself (`m21cache`: never from a pickle in a shared folder)."""
     from music21 import corpus
 
+    from .m21cache import parse_corpus
+
     it = corpus.chorales.Iterator(number, number, numberingSystem="riemenschneider",
-                                  returnType="stream")
-    return next(iter(it), None)
+                                  returnType="filename")
+    name = next(iter(it), None)
+    return None if name is None else parse_corpus(name)
 
 
 def highest_chorale() -> int:
@@ -184,10 +188,10 @@ def midi_file_clips(path: str, sample_rate: int, n_samples: int, min_rms: float,
             except fluid.RenderError as e:
                 raise ScoreError(path, "fluidsynth failed", str(e)) from e
         else:
-            from music21 import converter
+            from .m21cache import parse_midi
 
             try:
-                score = converter.parse(path)
+                score = parse_midi(path)
             except Exception as e:
                 raise ScoreError(path, type(e).__name__, str(e)[:120]) from e
             wave = render_score(score, sample_rate)
