@@ -25,6 +25,7 @@ from .io import (AUDIO_SUFFIXES, UNSUPPORTED_AUDIO_SUFFIXES, LengthMode, check_n
 from .mel import aligned_samples
 
 CANDIDATE_SUFFIXES = AUDIO_SUFFIXES | UNSUPPORTED_AUDIO_SUFFIXES  # files a folder scan looks at
+MAX_FILE_SECONDS = 600.0  # ten minutes: 230 MB decoded at 48 kHz stereo, read in seconds
 
 
 def split_per_class(labels: np.ndarray, test_fraction: float, seed: int = 0
@@ -59,11 +60,14 @@ class AudioFolder:
                  length: LengthMode = "pad-or-trim",
                  on_error: Literal["raise", "skip"] = "raise",
                  test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2,
-                 seed: int = 0):
+                 seed: int = 0,
+                 max_file_seconds: Annotated[float, Field(gt=0)] = MAX_FILE_SECONDS):
         """`length`: `pad-or-trim` keeps each file's start, `center` its middle (see
         `diffvq_audio.io.fit_length`). `on_error`: `raise` stops at the first file that cannot
-        be used (empty, truncated, not audio, unsupported format, silent); `skip` leaves such
-        files out and says so once on stderr."""
+        be used (empty, truncated, not audio, unsupported format, silent, longer than
+        `max_file_seconds`); `skip` leaves such files out and says so once on stderr.
+        `max_file_seconds`: the longest file read (checked on its header first), so that one
+        long recording cannot take minutes and gigabytes; cut long recordings into clips."""
         self.path = Path(path).expanduser()
         self.sample_rate = sample_rate
         self.n_samples = aligned_samples(seconds, sample_rate)
@@ -71,6 +75,7 @@ class AudioFolder:
         self.on_error = on_error
         self.test_fraction = test_fraction
         self.seed = seed
+        self.max_file_seconds = max_file_seconds
         self._scan: tuple[tuple[str, ...], list[tuple[Path, int]]] | None = None
         self._loaded: tuple[Tensor, np.ndarray] | None = None
         self.skipped: list[classfolders.FileError] = []  # filled by load() in skip mode
@@ -94,7 +99,7 @@ class AudioFolder:
 
     def read(self, path: Path) -> Tensor:
         """One file as a clip `[n_samples]` at `sample_rate` (AudioFileError if unusable)."""
-        wave, sr = read_audio(path)
+        wave, sr = read_audio(path, self.max_file_seconds)
         check_not_silent(wave, path)
         return fit_length(resample(wave, sr, self.sample_rate), self.n_samples, self.length)
 

@@ -70,8 +70,11 @@ def _check_wav_header(path: Path) -> None:
             f.seek(pos)
 
 
-def read_audio(path: str | Path) -> tuple[Tensor, int]:
-    """A file as a mono waveform `[T]` float32 (channels averaged) and its sample rate."""
+def read_audio(path: str | Path, max_seconds: float | None = None) -> tuple[Tensor, int]:
+    """A file as a mono waveform `[T]` float32 (channels averaged) and its sample rate. A file
+    longer than `max_seconds` is refused from its header when the header says so, and never
+    decoded past `max_seconds` (plus one frame) when it does not, so that one long or lying
+    file cannot take minutes and gigabytes."""
     path = Path(path)
     if not path.exists():
         raise AudioFileError(path, "file not found")
@@ -86,7 +89,18 @@ def read_audio(path: str | Path) -> tuple[Tensor, int]:
     if suffix == ".wav":
         _check_wav_header(path)
     try:
-        data, sr = sf.read(_sf_path(path), dtype="float32", always_2d=True)  # [T, C]
+        frames = -1  # all
+        if max_seconds is not None:
+            info = sf.info(_sf_path(path))
+            seconds = info.frames / info.samplerate
+            if seconds > max_seconds:
+                raise AudioFileError(path, f"too long: {seconds:,.4g} s, more than "
+                                           f"{max_seconds:g} s (data.max_file_seconds)")
+            frames = int(max_seconds * info.samplerate) + 1
+        data, sr = sf.read(_sf_path(path), frames=frames, dtype="float32", always_2d=True)
+        if max_seconds is not None and data.shape[0] >= frames:  # its header undersold it
+            raise AudioFileError(path, f"too long: more than {max_seconds:g} s "
+                                       f"(data.max_file_seconds), though its header says less")
     except sf.LibsndfileError as exc:
         raise AudioFileError(path, f"not a readable audio file ({exc.error_string})") from None
     except (RuntimeError, ValueError, OSError, EOFError) as exc:
