@@ -2,7 +2,9 @@
 
 The Bach chorales come with music21 (its bundled corpus: nothing is downloaded). A score is read
 with repeats expanded; one that music21 cannot parse or expand is skipped and the reason counted
-(`ScoreError`). Every parse bypasses music21's shared pickle cache (`m21cache`).
+(`ScoreError`). Every parse bypasses music21's shared pickle cache (`m21cache`). A MIDI file is
+checked by `midicheck` before music21 reads it, and music21 and the rendering run under a time
+limit, so that no one file can stall a data set.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .midicheck import MAX_NOTES, MAX_SECONDS, BadMidi, MidiLimits, check_file
 from .synth import render_notes
 
 DEFAULT_BPM = 120.0
+DECODE_SECONDS = 300.0  # midi-folder's default max_decode_seconds: a real file takes seconds
 MODES = ("major", "minor")
 
 
@@ -175,32 +179,52 @@ def chorale_clips(number: int, sample_rate: int, n_samples: int, min_rms: float,
 
 
 def midi_file_clips(path: str, sample_rate: int, n_samples: int, min_rms: float,
-                    soundfont: str | None = None) -> np.ndarray | Skipped:
-    """A MIDI file parsed by music21 and rendered by the synthesizer (or given to FluidSynth
-    whole, instruments and all, with `soundfont`), cut into clips `[K, n_samples]`; or why it
-    was skipped."""
+                    soundfont: str | None = None,
+                    limits: MidiLimits = MidiLimits(MAX_SECONDS, MAX_NOTES),
+                    max_decode_seconds: float = DECODE_SECONDS) -> np.ndarray | Skipped:
+    """A MIDI file checked against `limits` (`midicheck`), parsed by music21 and rendered by the
+    synthesizer (or given to FluidSynth whole, instruments and all, with `soundfont`), cut into
+    clips `[K, n_samples]`; or why it was skipped. Parsing and rendering stop after
+    `max_decode_seconds` (in a process's main thread, where worker processes run this)."""
+    from diffvq.limits import TooSlow, time_limit
+
     try:
-        if soundfont is not None:
-            from . import fluid
-
-            try:
-                wave = fluid.render_midi_file(Path(path), sample_rate, Path(soundfont))
-            except fluid.RenderError as e:
-                raise ScoreError(path, "fluidsynth failed", str(e)) from e
-        else:
-            from .m21cache import parse_midi
-
-            try:
-                score = parse_midi(path)
-            except Exception as e:
-                raise ScoreError(path, type(e).__name__, str(e)[:120]) from e
-            wave = render_score(score, sample_rate)
+        try:
+            check_file(Path(path), limits)
+        except BadMidi as e:
+            raise ScoreError(path, e.reason, e.detail) from e
+        try:
+            with time_limit(max_decode_seconds):
+                wave = _render_midi(path, sample_rate, soundfont)
+        except TooSlow:
+            raise ScoreError(path, "too slow to decode",
+                             f"not parsed and rendered within {max_decode_seconds:g} s "
+                             f"(data.max_decode_seconds)") from None
         clips = cut_clips(wave, n_samples, min_rms)
         if not len(clips):
             raise ScoreError(path, "shorter than one clip or silent")
     except ScoreError as e:
         return Skipped(e.reason, str(e))
     return clips
+
+
+def _render_midi(path: str, sample_rate: int, soundfont: str | None) -> np.ndarray:
+    """A MIDI file's waveform: FluidSynth's with a soundfont, else music21's parse through the
+    synthesizer. Raises ScoreError."""
+    if soundfont is not None:
+        from . import fluid
+
+        try:
+            return fluid.render_midi_file(Path(path), sample_rate, Path(soundfont))
+        except fluid.RenderError as e:
+            raise ScoreError(path, "fluidsynth failed", str(e)) from e
+    from .m21cache import parse_midi
+
+    try:
+        score = parse_midi(path)
+    except Exception as e:
+        raise ScoreError(path, type(e).__name__, str(e)[:120]) from e
+    return render_score(score, sample_rate)
 
 
 def map_in_workers(fn, items: list, *args) -> list:

@@ -15,6 +15,9 @@ music21 version): same parameters, byte-identical arrays.
 
 `midi-folder`: your MIDI files, `path/<class>/*.mid` (one sub-folder per class) or directly in
 `path` (unlabelled), parsed with music21 and rendered the same way (not cached: it is quick).
+Each file is bounded before music21 reads it (`midicheck`: not cut short, at most
+`max_file_seconds` long and `max_notes` notes) and while it is parsed and rendered
+(`max_decode_seconds`); a file over a limit is an error like any unreadable file (`on_error`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from diffvq.interfaces import DataInfo
 from diffvq_audio.mel import aligned_samples
 
 from . import chorales as ch
+from . import midicheck
 
 FORMAT = "bach-chorales-v1"  # bump when the rendering procedure changes
 FILES = ("signals", "labels", "chorales")
@@ -225,16 +229,24 @@ class MidiFolder:
                  test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2,
                  seed: int = 0,
                  renderer: Literal["synth", "fluidsynth"] = "synth",
-                 soundfont: str | None = None):
-        """on_error: `raise` stops at the first file music21 (or FluidSynth) cannot read, or
-        that is shorter than one clip; `skip` leaves it out and says so on stderr. renderer:
-        the built-in synthesizer (one timbre per part), or FluidSynth with `soundfont` (your
-        files' own General MIDI instruments)."""
+                 soundfont: str | None = None,
+                 max_file_seconds: Annotated[float, Field(gt=0)] = midicheck.MAX_SECONDS,
+                 max_notes: Annotated[int, Field(gt=0)] = midicheck.MAX_NOTES,
+                 max_decode_seconds: Annotated[float, Field(gt=0)] = ch.DECODE_SECONDS):
+        """on_error: `raise` stops at the first file music21 (or FluidSynth) cannot read, that
+        is cut short, over a limit, or shorter than one clip; `skip` leaves it out and says so
+        on stderr. renderer: the built-in synthesizer (one timbre per part), or FluidSynth with
+        `soundfont` (your files' own General MIDI instruments). max_file_seconds, max_notes:
+        the most playing time and notes one file may hold (checked before it is parsed: a
+        tiny file can hold a two-hour note). max_decode_seconds: the most time music21 and the
+        renderer may spend on one file."""
         self.renderer, self.soundfont = renderer, _soundfont(renderer, soundfont)
         self.path = Path(path).expanduser()
         self.n_samples = aligned_samples(seconds, sample_rate)
         self.sample_rate, self.on_error = sample_rate, on_error
         self.test_fraction, self.seed = test_fraction, seed
+        self.limits = midicheck.MidiLimits(max_file_seconds, max_notes)
+        self.max_decode_seconds = max_decode_seconds
         self.skipped: Counter = Counter()
         self._loaded: dict[str, tuple[Tensor, Tensor]] | None = None
 
@@ -268,7 +280,8 @@ class MidiFolder:
             paths = [_utf8_path(f, Path(tmp) / f"{i}{f.suffix.lower()}")
                      for i, (f, _) in enumerate(files)]
             results = ch.map_in_workers(ch.midi_file_clips, paths, self.sample_rate,
-                                        self.n_samples, MIN_RMS, self.soundfont)
+                                        self.n_samples, MIN_RMS, self.soundfont, self.limits,
+                                        self.max_decode_seconds)
         for i, ((f, label), clips) in enumerate(zip(files, results)):
             if isinstance(clips, ch.Skipped):
                 # one line, the path printable, and what to do about it
