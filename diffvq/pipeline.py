@@ -59,8 +59,10 @@ def derived_seed(seed: int, *names: str) -> int:
 
 
 def _train_fp(cfg: TrainConfig) -> dict[str, Any]:
-    """The training settings that change results (how often we checkpoint does not)."""
-    return cfg.model_dump(mode="json", exclude={"checkpoint_every_s"})
+    """The training settings that change results (how often we checkpoint, or when we give up
+    on a diverging loss, does not)."""
+    return cfg.model_dump(mode="json", exclude={"checkpoint_every_s", "diverge_factor",
+                                                "diverge_patience"})
 
 
 def log(msg: str) -> None:

@@ -274,3 +274,11 @@ def test_a_diverging_prior_fails_the_run_with_one_line_and_is_not_marked_done(
     run = tmp_path / "runs/tiny"
     assert (run / "stages/tokens.json").is_file()
     assert not (run / "stages/prior-gpt.json").exists() and not (run / "samples").exists()
+
+
+def test_guard_settings_are_not_part_of_the_fingerprint():
+    """Loosening the guard after a TrainingDiverged resumes from the last good checkpoint."""
+    from diffvq.pipeline import _train_fp
+
+    assert _train_fp(TrainConfig()) == _train_fp(TrainConfig(diverge_factor=None,
+                                                              diverge_patience=7))
