@@ -49,6 +49,12 @@ def dry_build(recipe: Recipe, problems: list[str]) -> None:
     _check_training(tokenizer, "tokenizer", "train.tokenizer", recipe.tokenizer_train.batch_size,
                     avail, lambda b: {"x": torch.randn(b, *shape)}, problems)
     n = recipe.sample.n_per_class * max(spec.n_classes, 1)
+    pooled = n * recipe.sample.seeds
+    if recipe.evaluate.judge and spec.n_classes and pooled <= recipe.evaluate.k:
+        problems.append(f"evaluate.k: k-NN precision and recall with {recipe.evaluate.k} "
+                        f"neighbours need more than {recipe.evaluate.k} samples, and the recipe "
+                        f"draws {pooled:,} ({recipe.sample.seeds} seeds x {n:,}); lower "
+                        f"evaluate.k or raise sample.n_per_class")
     per_sample = spec.seq_len * 8 + 4 * (2 * math.prod(shape) + math.prod(info.shape))
     held = recipe.sample.seeds * n * per_sample
     if held > avail:
