@@ -15,6 +15,7 @@ import math
 import os
 import signal
 import threading
+import time
 from typing import Any, Callable, Iterator
 
 import torch
@@ -33,7 +34,11 @@ class TooSlow(BaseException):
 
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Raise `TooSlow` in this block after `seconds` (main thread only; elsewhere no limit)."""
+    """Raise `TooSlow` in this block after `seconds` (main thread only; elsewhere no limit).
+
+    A signal's exception can be lost where Python cannot raise it (a weakref callback, a
+    `__del__`: "Exception ignored in ..."), so the alarm repeats every 0.1 s until one lands,
+    and a block that ends past its deadline raises `TooSlow` on the way out all the same."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
@@ -41,13 +46,16 @@ def time_limit(seconds: float) -> Iterator[None]:
     def expire(signum: int, frame: Any) -> None:
         raise TooSlow
 
+    deadline = time.monotonic() + seconds
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)  # and again each second until it lands
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.1)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+    if time.monotonic() > deadline:  # it fired, and something swallowed it
+        raise TooSlow
 
 
 def size(n: float) -> str:
