@@ -22,7 +22,6 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -33,36 +32,17 @@ import torch
 from . import measure, stages, storage, tokencache
 from .components import build_prior, load_component, save_component, wants_codebook
 from .errors import UserError
-from .evaluation import (JudgeEvaluation, evenly_spaced, reference_rows, reference_subsets,
-                         signal_summary)
-from .interfaces import DataInfo, HasCodebook, HasJudge, HasSignalMetrics, TokenSpec
-from .judge import cache_root, get_judge
+from .evaluate import Evaluator
+from .interfaces import DataInfo, HasCodebook, TokenSpec
+from .judge import cache_root
 from .nn.transformer import count_parameters
 from .ownership import claim
 from .plugins import Plugins
 from .provenance import environment, file_digests
 from .recipe import Recipe
 from .runtime import autocast, resolve_precision, select_device, set_threads
-from .stages import Stage, fingerprint
-from .stats import distinct_share
-from .trainer import Batches, Trainer, TrainConfig
-
-
-SAMPLING_KEYS = ("variant", "options", "nfe", "seeds", "n", "batch_size", "seconds_per_sample",
-                 "seconds_per_sample_latency", "peak_memory_mb", "peak_memory_mb_per_sample",
-                 "peak_memory_mb_latency", "files")
-
-
-def derived_seed(seed: int, *names: str) -> int:
-    """A separate, reproducible seed per prior (so adding a prior changes no other)."""
-    return (seed * 1_000_003 + zlib.crc32("/".join(names).encode())) % 2**31
-
-
-def _train_fp(cfg: TrainConfig) -> dict[str, Any]:
-    """The training settings that change results (how often we checkpoint, or when we give up
-    on a diverging loss, does not)."""
-    return cfg.model_dump(mode="json", exclude={"checkpoint_every_s", "diverge_factor",
-                                                "diverge_patience"})
+from .stages import Stage, derived_seed, fingerprint
+from .trainer import Batches, Trainer, TrainConfig, result_settings
 
 
 def log(msg: str) -> None:
@@ -78,7 +58,6 @@ class Run:
     replace_stale: bool = False  # delete results a changed recipe supersedes, not move aside
     _data: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     _signals: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
-    _recon_test: tuple[torch.Tensor, ...] | None = None
 
     def __post_init__(self) -> None:
         r = self.recipe
@@ -90,10 +69,10 @@ class Run:
         self.modality = r.modality.cls(info=self.info, **r.modality.params)
         self.fp_data = fingerprint(r.modality.to_dict(), r.data.to_dict(),
                                    self.dataset.fingerprint())
-        self.fp_tokenizer = fingerprint(self.fp_data, r.tokenizer.to_dict(), _train_fp(r.tokenizer_train),
+        self.fp_tokenizer = fingerprint(self.fp_data, r.tokenizer.to_dict(), result_settings(r.tokenizer_train),
                                         r.seed, self.precision)
         self.fp_tokens = fingerprint(self.fp_tokenizer, "tokens-v1")
-        self.fp_prior = {k: fingerprint(self.fp_tokens, p.name, p.params, _train_fp(p.train),
+        self.fp_prior = {k: fingerprint(self.fp_tokens, p.name, p.params, result_settings(p.train),
                                         r.seed, self.precision, "prior-v2")
                          for k, p in r.priors.items()}
         self.fp_samples = {(k, name): fingerprint("samples-v3", self.fp_prior[k], options,
@@ -102,7 +81,7 @@ class Run:
                            for k, p in r.priors.items() for name, options in p.variants}
         self.fp_metrics = fingerprint(self.fp_tokens, self.fp_prior,
                                       sorted(self.fp_samples.values()),
-                                      r.evaluate.model_dump(), "metrics-v4")
+                                      r.evaluate.model_dump(), "metrics-v5")
 
     # -- data -------------------------------------------------------------------------------------
     def signals(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -273,7 +252,7 @@ class Run:
         and the cost: seconds per sample in batches (throughput) and one at a time (latency),
         and peak memory of one sampler call in each regime."""
         r, p = self.recipe, self.recipe.priors[key]
-        out = self.run_dir / "samples" / key / variant if variant else self.run_dir / "samples" / key
+        out = self.samples_dir(key, variant)
 
         def work() -> dict[str, Any]:
             prior, tok, cache = self.prior(key), self.tokenizer(), self.token_cache()
@@ -294,7 +273,7 @@ class Run:
 
             sets, seconds = [], 0.0
             for s in range(S.seeds):
-                gen = torch.Generator(self.device).manual_seed(self._sample_seed(key, s))
+                gen = torch.Generator(self.device).manual_seed(self.sample_seed(key, s))
                 tokens, dt = measure.timed(lambda: draw_all(gen), self.device)
                 sets.append(tokens.view(n, *spec.grid_shape).cpu())
                 seconds += dt
@@ -304,13 +283,13 @@ class Run:
                 "seconds_per_sample": seconds / (n * S.seeds)}
             one = labels[:1] if labels is not None else None
             if S.latency_samples:  # the latency regime: one sample per sampler call
-                gen = torch.Generator(self.device).manual_seed(self._sample_seed(key, "latency"))
+                gen = torch.Generator(self.device).manual_seed(self.sample_seed(key, "latency"))
                 lat = [measure.timed(lambda: draw(1, one, gen), self.device)[1]
                        for _ in range(S.latency_samples)]
                 info["seconds_per_sample_latency"] = float(np.median(lat))
             if S.measure_memory:
                 m = min(S.batch_size, n)
-                gen = torch.Generator(self.device).manual_seed(self._sample_seed(key, "memory"))
+                gen = torch.Generator(self.device).manual_seed(self.sample_seed(key, "memory"))
                 batch_bytes = measure.peak_memory_bytes(
                     lambda: draw(m, labels[:m] if labels is not None else None, gen), self.device)
                 info["peak_memory_mb"] = batch_bytes / 2**20
@@ -340,7 +319,11 @@ class Run:
         stage_id = f"samples-{key}" + (f"-{variant}" if variant else "")
         return self._stage(stage_id, work)
 
-    def _sample_seed(self, key: str, which: int | str) -> int:
+    def samples_dir(self, key: str, variant: str) -> Path:
+        return self.run_dir / "samples" / key / variant if variant else \
+            self.run_dir / "samples" / key
+
+    def sample_seed(self, key: str, which: int | str) -> int:
         """Seed 0 keeps the historical stream; others are derived from their index or role."""
         names = ("sample", key) if which == 0 else ("sample", key, str(which))
         return derived_seed(self.recipe.seed, *names)
@@ -354,165 +337,15 @@ class Run:
                               for i in range(0, len(tokens), 256)])
 
     def evaluate(self, stage_infos: dict[str, Any]) -> dict[str, Any]:
-        r = self.recipe
+        """The metrics stage: the Evaluator's figures, written to `metrics.json`."""
 
         def work() -> dict[str, Any]:
-            metrics = {"run": r.name, "seed": r.seed, "device": str(self.device),
-                       "precision": self.precision,
-                       "data": {"name": r.data.name, **self.info.to_dict(),
-                                **stage_infos["tokens"]["counts"]},
-                       "tokens_fingerprint": self.fp_tokens,
-                       "tokenizer": self._tokenizer_metrics(stage_infos["tokenizer"])}
-            jev = self.judge_evaluation()
-            metrics["judge"], metrics["signal"] = self._reference(jev)
-            metrics["signal_notes"] = dict(getattr(self.modality, "signal_metric_notes", {}))
-            metrics["priors"] = {k: self._prior_metrics(k, stage_infos, jev) for k in r.priors}
-            storage.write_json(self.run_dir / "metrics.json", metrics)
+            storage.write_json(self.run_dir / "metrics.json",
+                               Evaluator(self, log).metrics(stage_infos))
             return {}
 
         self._stage("metrics", work)
         return storage.read_json(self.run_dir / "metrics.json")
-
-    def _reference(self, jev: JudgeEvaluation | None) -> tuple[dict | None, dict | None]:
-        """The floor rows: sets of real training signals the size of a prior's (one per sampling
-        seed) and their tokenizer reconstructions, in judge terms and in the modality's signal
-        metrics (None where there is no judge / the modality has no signal metrics)."""
-        r, n_classes = self.recipe, self.info.n_classes
-        has_signal = isinstance(self.modality, HasSignalMetrics)
-        if jev is None and not has_signal:
-            return None, None
-        tok = self.tokenizer()
-        raw, y = self.signals("train")
-        subsets = reference_subsets(y, r.sample.n_per_class, n_classes,
-                                    [self._sample_seed("reference", s) for s in range(r.sample.seeds)])
-        recon = [self._reconstruct_signals(tok, self.data("train")[0][i]) for i in subsets]
-        judge = signal = None
-        if jev is not None:
-            judge = {**jev.judge.info, "reference": reference_rows(
-                jev, [self.data("train")[0][i] for i in subsets],
-                [self.modality.to_model(s) for s in recon], self.data("test"),
-                self.test_reconstructions()[2:], n_classes)}
-        if has_signal:
-            labels = [y[i] if n_classes else None for i in subsets]
-            measure = self.modality.signal_metrics  # type: ignore[union-attr]
-            signal = {"real data": signal_summary([measure(raw[i], lab)
-                                                   for i, lab in zip(subsets, labels)]),
-                      "tokenizer reconstructions": signal_summary([
-                          measure(s, lab) for s, lab in zip(recon, labels)])}
-        return judge, signal
-
-    def judge_key(self) -> tuple[str, TrainConfig]:
-        """The judge's cache key (data, modality, its settings; not the recipe seed, so runs
-        with different seeds are measured by the same judge) and its training settings."""
-        r, ev = self.recipe, self.recipe.evaluate
-        cfg = TrainConfig(**{**getattr(self.modality, "judge_train", {}),
-                             **({"steps": ev.judge_steps} if ev.judge_steps else {})})
-        key = fingerprint(self.fp_data, type(self.modality).__qualname__, _train_fp(cfg),
-                          "judge-v2")
-        return f"{r.data.name}-{key}", cfg
-
-    def judge_evaluation(self) -> JudgeEvaluation | None:
-        """The judge for this data (cached across runs), or None where there is none: judging
-        is off, the data is unlabelled, or the modality provides no judge."""
-        if not (self.recipe.evaluate.judge and self.info.n_classes
-                and isinstance(self.modality, HasJudge)):
-            return None
-        key, cfg = self.judge_key()
-        judge = get_judge(self.modality, key, self.data("train"), self.data("test"), cfg,
-                          seed=0, device=self.device, progress=self.progress, log=log)
-        x, y = self.data("test")
-        return JudgeEvaluation(judge, x, y, k=self.recipe.evaluate.k)
-
-    def _reconstruct_signals(self, tok: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Model tensors -> tokens -> the recipe's decoder -> signals (what a prior that
-        reproduced the data's tokens exactly would give)."""
-        with torch.no_grad(), autocast(self.device, self.precision):
-            tokens = torch.cat([tok.encode(x[i:i + 256].to(self.device)).cpu()
-                                for i in range(0, len(x), 256)])
-        return self.decode(tok, tokens)
-
-    def test_reconstructions(self) -> tuple[torch.Tensor, ...]:
-        """(indices, reconstructed signals, the same as model tensors, labels) of up to
-        `evaluate.max_reconstructions` test signals spread evenly over the split, made once."""
-        if self._recon_test is None:
-            x, y = self.data("test")
-            idx = evenly_spaced(len(x), self.recipe.evaluate.max_reconstructions)
-            signals = self._reconstruct_signals(self.tokenizer(), x[idx])
-            self._recon_test = (idx, signals, self.modality.to_model(signals), y[idx])
-        return self._recon_test
-
-    @torch.no_grad()
-    def _tokenizer_metrics(self, train_info: dict[str, Any]) -> dict[str, Any]:
-        tok, cache = self.tokenizer(), self.token_cache()
-        x, _ = self.data("test")
-        sq = 0.0
-        for i in range(0, len(x), 256):
-            xb = x[i:i + 256].to(self.device)
-            with autocast(self.device, self.precision):
-                x_hat = tok.decode(tok.encode(xb)).float()
-            sq += torch.sum((x_hat - xb) ** 2).item()
-        idx, recon_signals, _, _ = self.test_reconstructions()
-        modality_metrics = self.modality.reconstruction_metrics(self.signals("test")[0][idx],
-                                                                 recon_signals)
-        counts = np.bincount(np.asarray(cache.tokens("test")).ravel(),
-                             minlength=cache.spec.vocab_size).astype(np.float64)
-        p = counts[counts > 0] / counts.sum()
-        return {"name": self.recipe.tokenizer.name, "codebook_size": cache.spec.vocab_size,
-                "grid_shape": list(cache.spec.grid_shape),
-                "recon_mse": sq / x.numel(), **modality_metrics,
-                "codebook_usage": float((counts > 0).mean()),
-                "perplexity": float(np.exp(-(p * np.log(p)).sum())),
-                "parameters": train_info.get("parameters"),
-                "train_steps": train_info.get("steps"),
-                "train_time_s": train_info.get("wall_time_s")}
-
-    @torch.no_grad()
-    def _prior_metrics(self, key: str, infos: dict[str, Any],
-                       jev: JudgeEvaluation | None) -> dict[str, Any]:
-        p, ev = self.recipe.priors[key], self.recipe.evaluate
-        train = infos[f"prior-{key}"]
-        out: dict[str, Any] = {"name": p.name, "parameters": train["parameters"],
-                               "train_steps": train["steps"], "train_time_s": train["wall_time_s"]}
-        prior = self.prior(key)
-        kind = getattr(prior, "likelihood", "none")
-        bits = None
-        if ev.nll and kind != "none":
-            cache = self.token_cache()
-            tokens = cache.torch_sequences("test")
-            labels = torch.from_numpy(cache.labels("test")) if cache.spec.n_classes else None
-            if ev.nll_max_sequences:
-                tokens = tokens[:ev.nll_max_sequences]
-                labels = labels[:ev.nll_max_sequences] if labels is not None else None
-            vals = []
-            gen_state = torch.get_rng_state()
-            torch.manual_seed(derived_seed(self.recipe.seed, "nll", key))  # bounds are Monte-Carlo
-            for i in range(0, len(tokens), 256):
-                lb = labels[i:i + 256].to(self.device) if labels is not None else None
-                with autocast(self.device, self.precision):
-                    vals.append(prior.nll(tokens[i:i + 256].to(self.device), lb).float().cpu())
-            torch.set_rng_state(gen_state)
-            bits = float(torch.cat(vals).mean())
-        out["nll_bits_per_token"] = bits
-        out["nll_kind"] = kind if bits is not None else "none"
-        tok = self.tokenizer()
-        out["sampling"] = []
-        for v in infos["samples"][key]:
-            row = {k: v.get(k) for k in SAMPLING_KEYS}
-            d = self.run_dir / "samples" / key / v["variant"] if v["variant"] else \
-                self.run_dir / "samples" / key
-            tokens = storage.load_array(d / "tokens.npy")  # [seeds, n, *grid]
-            labels = storage.load_array(d / "labels.npy") if self.info.n_classes else None
-            row["distinct_share"] = float(np.mean([distinct_share(t) for t in tokens]))
-            if jev is not None or isinstance(self.modality, HasSignalMetrics):
-                signals = [self.decode(tok, torch.from_numpy(t)) for t in tokens]
-            if jev is not None:
-                row["judge"] = jev.score([self.modality.to_model(x) for x in signals], labels)
-            if isinstance(self.modality, HasSignalMetrics):
-                lab = torch.from_numpy(labels) if labels is not None else None
-                row["signal"] = signal_summary([self.modality.signal_metrics(x, lab)
-                                                for x in signals])
-            out["sampling"].append(row)
-        return out
 
     # -- the whole run ------------------------------------------------------------------------
     def execute(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,11 @@ from . import storage
 def fingerprint(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def derived_seed(seed: int, *names: str) -> int:
+    """A separate, reproducible seed per prior (so adding a prior changes no other)."""
+    return (seed * 1_000_003 + zlib.crc32("/".join(names).encode())) % 2**31
 
 
 def checkpoint_fingerprint(out_dir: Path) -> str | None:

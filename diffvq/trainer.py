@@ -56,6 +56,13 @@ class TrainConfig(BaseModel):
     diverge_patience: int = Field(50, gt=0, description="steps the loss may stay diverged")
 
 
+def result_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """The training settings that change results, for fingerprints (how often we checkpoint,
+    or when we give up on a diverging loss, does not)."""
+    return cfg.model_dump(mode="json", exclude={"checkpoint_every_s", "diverge_factor",
+                                                "diverge_patience"})
+
+
 class Trainable(Protocol):
     def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]: ...
 

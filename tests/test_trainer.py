@@ -278,7 +278,7 @@ def test_a_diverging_prior_fails_the_run_with_one_line_and_is_not_marked_done(
 
 def test_guard_settings_are_not_part_of_the_fingerprint():
     """Loosening the guard after a TrainingDiverged resumes from the last good checkpoint."""
-    from diffvq.pipeline import _train_fp
+    from diffvq.trainer import result_settings
 
-    assert _train_fp(TrainConfig()) == _train_fp(TrainConfig(diverge_factor=None,
+    assert result_settings(TrainConfig()) == result_settings(TrainConfig(diverge_factor=None,
                                                               diverge_patience=7))

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .judge import TrainedJudge
-from .stats import frechet_distance, mean_cov, precision_recall
+from ..judge import TrainedJudge
+from ..stats import frechet_distance, mean_cov, precision_recall
 
 
 def balanced_subset(labels: np.ndarray, per_class: int, n_classes: int, seed: int) -> np.ndarray:
