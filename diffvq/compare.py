@@ -1,10 +1,14 @@
 """`diffvq compare`: one table, one report, for the priors of one recipe or of finished runs
-that share a token cache (runs over different tokens are not comparable and are refused)."""
+that share a token cache and a protocol (runs over different tokens, or measured with other
+set sizes, seeds, splits, evaluation settings, precision, device or threads, are not comparable
+and are refused, naming each difference)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from . import storage, tokencache
 from .containment import inside
@@ -35,6 +39,31 @@ def _load(run_dir: Path) -> dict[str, Any]:
     return storage.read_json(inside(run_dir, "metrics.json", run_dir, action="read"))
 
 
+PROTOCOL_SAMPLE = ("n_per_class", "seeds", "batch_size", "latency_samples", "measure_memory")
+
+
+def protocol(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """How a run's figures were measured, flat (`sample.seeds`, `evaluate.k`, `data.test`,
+    `precision`, ...): the split sizes, sample-set sizes and seeds, every evaluation setting,
+    and the precision, device and threads the samplers were timed with."""
+    try:
+        recipe = yaml.safe_load(_recipe_text(run_dir))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{run_dir / RECIPE}: not readable YAML ({str(exc).splitlines()[0]})") \
+            from None
+    recipe = recipe if isinstance(recipe, dict) else {}
+    sample = recipe.get("sample") if isinstance(recipe.get("sample"), dict) else {}
+    evaluate = recipe.get("evaluate") if isinstance(recipe.get("evaluate"), dict) else {}
+    data = metrics.get("data") if isinstance(metrics.get("data"), dict) else {}
+    out: dict[str, Any] = {f"data.{k}": data.get(k) for k in ("train", "validation", "test")
+                           if k in data}
+    out.update({f"sample.{k}": sample.get(k) for k in PROTOCOL_SAMPLE})
+    out.update({f"evaluate.{k}": v for k, v in evaluate.items()})
+    out.update(precision=metrics.get("precision"), device=metrics.get("device"),
+               threads=recipe.get("threads"))
+    return out
+
+
 def merge_runs(run_dirs: list[Path]) -> tuple[dict[str, Any], dict[str, Path]]:
     """Metrics of several runs as one (priors keyed `run/prior`), after checking that they
     share a token cache and a judge; also which run directory each prior's files are in."""
@@ -58,12 +87,19 @@ def merge_runs(run_dirs: list[Path]) -> tuple[dict[str, Any], dict[str, Path]]:
         if Path(str(key_a)).name != Path(str(key_b)).name:
             raise UserError(f"compare: {d} and {first_dir} were measured by different judges "
                             f"({Path(str(key_a)).name} and {Path(str(key_b)).name})")
+    base = protocol(first_dir, first)
+    for d, m in runs[1:]:
+        other = protocol(d, m)
+        differ = [f"{k} {other.get(k)!r} vs {base.get(k)!r}"
+                  for k in sorted(set(base) | set(other)) if other.get(k) != base.get(k)]
+        if differ:
+            raise UserError(f"compare: {d} was measured under another protocol than "
+                            f"{first_dir} ({'; '.join(differ)}); figures measured differently "
+                            f"cannot share one table: run both with the same settings")
     merged = {k: v for k, v in first.items() if k != "priors"}
     merged["run"] = " + ".join(m["run"] for _, m in runs)
     merged["runs"] = [str(d) for d, _ in runs]
-    for field in ("device", "precision"):
-        values = sorted({str(m.get(field)) for _, m in runs})
-        merged[field] = values[0] if len(values) == 1 else "mixed: " + ", ".join(values)
+    merged["protocol"] = base
     merged["priors"], where = {}, {}
     for d, m in runs:
         for key, p in m["priors"].items():

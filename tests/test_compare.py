@@ -131,6 +131,35 @@ def test_runs_with_different_token_caches_are_refused(compared, tmp_path, capsys
     assert "not a finished run" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("edit, says", [
+    (lambda recipe, metrics: recipe["sample"].update(seeds=2), "sample.seeds 2 vs 3"),
+    (lambda recipe, metrics: recipe["evaluate"].update(k=5), "evaluate.k 5 vs 3"),
+    (lambda recipe, metrics: metrics.update(precision="bf16"), "precision 'bf16' vs 'fp32'"),
+    (lambda recipe, metrics: recipe.update(threads=7), "threads 7 vs"),
+])
+def test_runs_measured_under_another_protocol_are_refused(compared, tmp_path, capsys, edit,
+                                                          says):
+    import json
+
+    import yaml
+
+    run_dir, _ = compared
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    recipe = yaml.safe_load((other / "recipe.resolved.yaml").read_text())
+    metrics = json.loads((other / "metrics.json").read_text())
+    edit(recipe, metrics)
+    (other / "recipe.resolved.yaml").write_text(yaml.safe_dump(recipe))
+    (other / "metrics.json").write_text(json.dumps(metrics))
+    capsys.readouterr()
+    out = tmp_path / "out"
+    assert main(["compare", str(run_dir), str(other), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "was measured under another protocol" in err and says in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_image_judge_is_accurate_on_real_test_data(plugins, tmp_path):
     reg = plugins.registry
     data = reg.entries["dataset"]["digits"].cls()
