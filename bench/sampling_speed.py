@@ -8,8 +8,9 @@ token; masked diffusion pays one per step. *Throughput* (a batch of 64): what de
 compute per sample, where the KV cache makes the autoregressive prior cheap (each call processes
 one new position) while every masked-diffusion step processes all positions.
 
-For each sampler: seconds per sample (median of --repeats), network evaluations (NFE), FLOPs per
-sample counted by torch.utils.flop_counter, the achieved FLOP/s against the fp32 (and bf16)
+For each sampler: seconds per sample (the median of --repeats warm calls after one untimed
+warm-up, with the fastest and slowest: diffvq.measure.time_calls, which the pipeline also uses),
+network evaluations (NFE), FLOPs per sample counted by torch.utils.flop_counter, the achieved FLOP/s against the fp32 (and bf16)
 matrix-multiply peak measured in the same run, and the peak tensor memory per sample (replayed
 from the profiler's allocation events). Both priors use the same transformer size; weights are
 random (speed does not depend on them).
@@ -19,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -28,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from diffvq.builtin.autoregressive import AutoregressivePrior
 from diffvq.builtin.masked_diffusion import MaskedDiffusionPrior
 from diffvq.interfaces import TokenSpec
-from diffvq.measure import peak_memory_bytes
+from diffvq.measure import peak_memory_bytes, time_calls
 from diffvq.nn.transformer import count_parameters
 from diffvq.runtime import autocast, resolve_precision, select_device
 
@@ -47,23 +46,17 @@ def measure(name, prior, batch, options, device, precision, repeats, peak32, pea
         with autocast(device, precision):
             return prior.sample(batch, labels, generator=gen, **options)
 
-    run()  # warm-up
-    times = []
-    for r in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        run(r)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    sec = statistics.median(times)
+    seeds = iter(range(1 + repeats))  # a new seed per call: 0 is the warm-up's
+    timing = time_calls(lambda: run(next(seeds)), device, repeats=repeats)
+    sec = timing.median_s
     with FlopCounterMode(display=False) as counter:
         run()
     flops = counter.get_total_flops()
     mem = peak_tensor_bytes(run)
     return {"sampler": name, "batch": batch, "nfe": prior.nfe(**options),
-            "s_per_sample": sec / batch, "flops_per_sample": flops / batch,
+            "s_per_sample": sec / batch, "s_per_sample_lo": timing.lo_s / batch,
+            "s_per_sample_hi": timing.hi_s / batch, "repeats": timing.repeats,
+            "flops_per_sample": flops / batch,
             "achieved_gflops": flops / sec / 1e9, "fraction_of_fp32_peak": flops / sec / peak32,
             "fraction_of_bf16_peak": flops / sec / peak16, "peak_mib_per_sample": mem / batch / 2**20}
 
@@ -109,11 +102,14 @@ def main() -> None:
           f"parameters: autoregressive {count_parameters(ar):,}, masked {count_parameters(mg):,}; "
           f"guidance {args.guidance}")
     print(f"matmul peak (2048^2): fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s")
-    print(f"{'regime':10} {'sampler':28} {'NFE':>4} {'ms/sample':>10} {'MFLOP/sample':>12} "
+    print(f"{'regime':10} {'sampler':28} {'NFE':>4} {'ms/sample':>10} {'(min-max)':>15} "
+          f"{'MFLOP/sample':>12} "
           f"{'GFLOP/s':>8} {'of fp32':>8} {'of bf16':>8} {'MiB/sample':>10}")
     for r in rows:
         regime = "latency" if r["batch"] == 1 else f"batch {r['batch']}"
+        spread = f"({1000 * r['s_per_sample_lo']:.2f}-{1000 * r['s_per_sample_hi']:.2f})"
         print(f"{regime:10} {r['sampler']:28} {r['nfe']:>4} {1000 * r['s_per_sample']:>10.2f} "
+              f"{spread:>15} "
               f"{r['flops_per_sample'] / 1e6:>12.1f} {r['achieved_gflops']:>8.1f} "
               f"{r['fraction_of_fp32_peak']:>8.1%} {r['fraction_of_bf16_peak']:>8.1%} "
               f"{r['peak_mib_per_sample']:>10.2f}")
