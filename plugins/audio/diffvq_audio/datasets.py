@@ -5,6 +5,10 @@ mixed down to mono, resampled to `sample_rate` and cut or padded to one clip len
 Signals are float tensors `[N, T]` in [-1, 1]. T is `seconds` rounded to a multiple of 2048
 samples (8 frames of the default 256-sample hop), so the log-mel frames divide by 8 and a VQ-VAE
 that downsamples by up to 8 needs no padding.
+
+Each file gives one clip, so splitting clips is splitting files: `test_fraction` of each class's
+files are the test split, `validation_fraction` of the rest the validation split
+(`diffvq.splits.per_class`, drawn from `seed`); no file is in two splits.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from diffvq import classfolders
+from diffvq import classfolders, splits
 from diffvq.interfaces import DataInfo
+from diffvq.splits import VALIDATION_FRACTION
 
 from .io import (AUDIO_SUFFIXES, UNSUPPORTED_AUDIO_SUFFIXES, LengthMode, check_not_silent,
                  fit_length, read_audio, resample)
@@ -28,24 +33,7 @@ CANDIDATE_SUFFIXES = AUDIO_SUFFIXES | UNSUPPORTED_AUDIO_SUFFIXES  # files a fold
 MAX_FILE_SECONDS = 600.0  # ten minutes: 230 MB decoded at 48 kHz stereo, read in seconds
 
 
-def split_per_class(labels: np.ndarray, test_fraction: float, seed: int = 0
-                    ) -> dict[str, np.ndarray]:
-    """Indices of a stratified train/test split, reproducible from `seed`: each class gives
-    round(test_fraction * n) examples to the test set (at least one when it has two or more and
-    test_fraction > 0, never all of them)."""
-    rng = np.random.default_rng(seed)
-    train, test = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        idx = idx[rng.permutation(len(idx))]
-        k = int(round(test_fraction * len(idx)))
-        if len(idx) < 2:
-            k = 0
-        elif test_fraction > 0:
-            k = min(max(k, 1), len(idx) - 1)
-        test.append(idx[:k])
-        train.append(idx[k:])
-    return {"train": np.sort(np.concatenate(train)), "test": np.sort(np.concatenate(test))}
+split_per_class = splits.per_class  # stratified train/validation/test (its old name)
 
 
 class AudioFolder:
@@ -60,6 +48,7 @@ class AudioFolder:
                  length: LengthMode = "pad-or-trim",
                  on_error: Literal["raise", "skip"] = "raise",
                  test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2,
+                 validation_fraction: Annotated[float, Field(ge=0, lt=1)] = VALIDATION_FRACTION,
                  seed: int = 0,
                  max_file_seconds: Annotated[float, Field(gt=0)] = MAX_FILE_SECONDS):
         """`length`: `pad-or-trim` keeps each file's start, `center` its middle (see
@@ -74,6 +63,7 @@ class AudioFolder:
         self.length: LengthMode = length
         self.on_error = on_error
         self.test_fraction = test_fraction
+        self.validation_fraction = validation_fraction
         self.seed = seed
         self.max_file_seconds = max_file_seconds
         self._scan: tuple[tuple[str, ...], list[tuple[Path, int]]] | None = None
@@ -116,6 +106,8 @@ class AudioFolder:
         return self._loaded
 
     def load(self, split: str) -> tuple[Tensor, Tensor]:
+        splits.check_split(split, self.name)
         x, labels = self._load_all()
-        idx = split_per_class(labels, self.test_fraction, self.seed)[split]
+        idx = split_per_class(labels, self.test_fraction, self.validation_fraction,
+                              self.seed)[split]
         return x[torch.from_numpy(idx)], torch.from_numpy(labels[idx])

@@ -301,7 +301,8 @@ def make_folder(root: Path) -> None:
 
 def test_audio_folder_reads_classes_at_any_rate_and_channel_count(tmp_path):
     make_folder(tmp_path)
-    d = AudioFolder(path=str(tmp_path), sample_rate=16000, seconds=0.5, test_fraction=0.25)
+    d = AudioFolder(path=str(tmp_path), sample_rate=16000, seconds=0.5, test_fraction=0.25,
+                    validation_fraction=0.0)
     info = d.info()
     assert info.class_names == ("high", "low") and info.shape == (8192,)  # 0.5 s -> 4 x 2048
     assert info.sample_rate == 16000 and info.modality == "audio"
@@ -311,7 +312,8 @@ def test_audio_folder_reads_classes_at_any_rate_and_channel_count(tmp_path):
     assert sorted(y_test.tolist()) == [0, 1] and sorted(y_train.tolist()) == [0, 0, 0, 1, 1, 1]
     for clip, label in zip(torch.cat([x_train, x_test]), torch.cat([y_train, y_test])):
         assert (peak_hz(clip, 16000) > 1000) == (label == 0)  # class 0 is "high"
-    again = AudioFolder(path=str(tmp_path), sample_rate=16000, seconds=0.5, test_fraction=0.25)
+    again = AudioFolder(path=str(tmp_path), sample_rate=16000, seconds=0.5, test_fraction=0.25,
+                        validation_fraction=0.0)
     assert torch.equal(again.load("test")[0], x_test)  # the split is reproducible
     centred = AudioFolder(path=str(tmp_path), seconds=0.5, length="center").load("train")[0]
     assert centred.shape[1] == 8192
@@ -320,7 +322,8 @@ def test_audio_folder_reads_classes_at_any_rate_and_channel_count(tmp_path):
 def test_split_per_class_is_stratified_and_disjoint():
     labels = np.repeat(np.arange(3), [10, 5, 1])
     s = split_per_class(labels, 0.2, seed=3)
-    assert set(s["train"]).isdisjoint(s["test"]) and len(s["train"]) + len(s["test"]) == 16
+    assert set(s["train"]).isdisjoint(s["test"]) and set(s["validation"]).isdisjoint(s["test"])
+    assert len(s["train"]) + len(s["validation"]) + len(s["test"]) == 16
     assert sorted(labels[s["test"]].tolist()) == [0, 0, 1]
 
 
@@ -342,7 +345,7 @@ def test_audio_folder_bad_files_raise_or_are_skipped_with_one_warning(tmp_path, 
     d = AudioFolder(path=str(tmp_path), seconds=0.5, on_error="skip", test_fraction=0.25)
     x, y = d.load("train")
     x_test, _ = d.load("test")
-    assert len(x) + len(x_test) == 8 and len(d.skipped) == 3
+    assert len(x) + len(d.load("validation")[0]) + len(x_test) == 8 and len(d.skipped) == 3
     err = capsys.readouterr().err
     assert err.count("skipped 3 of 11 files") == 1
     assert "phone.m4a" in err and "silent.wav: silent clip" in err and "broken.wav" in err
@@ -361,7 +364,7 @@ def test_audio_folder_reads_names_that_are_not_utf8(tmp_path, capsys):
         for i in range(2):
             sf.write(root + b"/" + cls + b"/caf\xe9%d.wav" % i, tone(300 * (k + 1), 0.3, 16000),
                      16000)
-    d = AudioFolder(path=str(tmp_path), seconds=0.25, test_fraction=0.0)
+    d = AudioFolder(path=str(tmp_path), seconds=0.25, test_fraction=0.0, validation_fraction=0.0)
     assert d.info().class_names == ("cl\\xffass", "low") and len(d.fingerprint()) == 16
     x, y = d.load("train")
     assert x.shape == (4, 4096) and y.tolist() == [0, 0, 1, 1] and rms(x).min() > 0.1
@@ -395,7 +398,7 @@ def test_unlabelled_audio_folder(tmp_path):
         sf.write(tmp_path / f"{i}.wav", tone(200 * (i + 1), 0.2, 16000), 16000)
     d = AudioFolder(path=str(tmp_path), seconds=0.25, test_fraction=0.2)
     assert d.info().class_names == () and d.info().shape == (4096,)
-    assert len(d.load("train")[0]) == 4 and len(d.load("test")[0]) == 1
+    assert [len(d.load(s)[0]) for s in ("train", "validation", "test")] == [3, 1, 1]
 
 
 # -- the plugin ---------------------------------------------------------------------------------
