@@ -101,6 +101,7 @@ class LatentDiffusionPrior(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.SiLU(),
                                       nn.Linear(4 * n_embd, n_embd))
         self._ddpm = None  # diffusers' DDPMScheduler, built on first use (importing is slow)
+        self._samplers: dict[tuple[str, int], Any] = {}  # built once, reset on each use
 
     # -- the diffusion process (diffusers) -----------------------------------------------------
     @property
@@ -115,17 +116,22 @@ class LatentDiffusionPrior(nn.Module):
         return self._ddpm
 
     def _sampler(self, sampler: str, steps: int):
-        """A fresh deterministic sampler (they keep per-call state) on the training schedule.
+        """A deterministic sampler on the training schedule, reset for a new call. Built (and
+        diffusers imported) on the first call with these settings only, so a warm, timed call
+        pays for sampling alone; `set_timesteps` clears the per-call state samplers keep.
         "trailing" spacing starts at the last training timestep, i.e. from pure noise; the
         default "leading" spacing would start short of it and leave signal unexplained."""
-        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+        s = self._samplers.get((sampler, steps))
+        if s is None:
+            from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-        config = dict(self.scheduler.config, timestep_spacing="trailing")
-        if sampler == "ddim":
-            s = DDIMScheduler.from_config(config, set_alpha_to_one=True)
-        else:  # DPM-Solver++(2M): second order from one network evaluation per step
-            s = DPMSolverMultistepScheduler.from_config(
-                config, algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero")
+            config = dict(self.scheduler.config, timestep_spacing="trailing")
+            if sampler == "ddim":
+                s = DDIMScheduler.from_config(config, set_alpha_to_one=True)
+            else:  # DPM-Solver++(2M): second order from one network evaluation per step
+                s = DPMSolverMultistepScheduler.from_config(
+                    config, algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero")
+            self._samplers[(sampler, steps)] = s
         s.set_timesteps(steps)
         return s
 
