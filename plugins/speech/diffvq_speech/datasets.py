@@ -4,7 +4,10 @@ Nothing is downloaded: eSpeak NG and its voices come with the PyPI package espea
 *voice* is an English accent (en-us, en-gb, en-gb-scotland, ...) with a voice variant (m1..m8,
 f1..f5, klatt..klatt4); every utterance also gets its own speaking rate, pitch and pitch range
 from a seeded generator. The test split is spoken by voices the train split never heard: a judge
-or tokenizer that does well on it generalises across speakers, not just across repetitions.
+or tokenizer that does well on it generalises across speakers, not just across repetitions. The
+validation split is held out the same way, by voice: `validation_fraction` of the other voices
+(`diffvq.splits`), heard in neither train nor test, so that what is tuned on it is tuned for
+new speakers too.
 
 Each clip is: synthesised at eSpeak's 22,050 Hz, trimmed of leading and trailing silence,
 resampled to `sample_rate`, and centred in `seconds` of silence. A word longer than the clip is
@@ -13,8 +16,8 @@ multiple of 256 (the audio modality's STFT hop, so frames tile the clip) times 8
 1-D VQ-VAE to downsample by 2, 4 or 8 without padding) = 2,048; the constructor refuses lengths
 that are not a multiple of 2,048 samples.
 
-The default corpus (136 voices, 20 held out, 3 utterances per word per voice: 3,480 train and 600
-test clips, 192 MB) is generated once, in about 9 s on 2 cores (~460 clips/s, measured), and
+The default corpus (136 voices, 20 held out for test and 12 of the other 116 for validation, 3
+utterances per word per voice: 3,120 train, 360 validation and 600 test clips, 192 MB) is generated once, in about 9 s on 2 cores (~460 clips/s, measured), and
 cached as .npy files under
 `<diffvq cache>/datasets/spoken-digits-<hash>` (the hash covers every parameter and the eSpeak NG
 version): same parameters, byte-identical arrays.
@@ -38,9 +41,10 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from diffvq import arraycache
+from diffvq import arraycache, splits
 from diffvq.errors import UserError
 from diffvq.interfaces import DataInfo
+from diffvq.splits import VALIDATION_FRACTION
 
 from . import espeak
 
@@ -85,6 +89,7 @@ class SpokenDigits:
     def __init__(self, *,
                  per_voice: Annotated[int, Field(gt=0, le=1000)] = 3,
                  n_test_voices: Annotated[int, Field(gt=0)] = 20,
+                 validation_fraction: Annotated[float, Field(ge=0, lt=1)] = VALIDATION_FRACTION,
                  seed: int = 0,
                  sample_rate: Annotated[int, Field(ge=4000, le=48000)] = 16000,
                  seconds: Annotated[float, Field(gt=0, le=10)] = 0.768,
@@ -94,7 +99,8 @@ class SpokenDigits:
                  pitch: Range = (25, 75),
                  pitch_range: Range = (30, 80)):
         """per_voice: utterances of each word by each voice. n_test_voices: voices held out for
-        the test split. seconds: clip length (a multiple of 2048 samples). accents, variants:
+        the test split. validation_fraction: share of the other voices held out for the
+        validation split (at least one). seconds: clip length (a multiple of 2048 samples). accents, variants:
         eSpeak NG names, every combination is a voice. rate (words per minute, 80..450), pitch
         and pitch_range (0..100, 50 is the voice's own): each utterance draws uniformly within."""
         self.per_voice, self.seed, self.sample_rate = per_voice, seed, sample_rate
@@ -117,19 +123,24 @@ class SpokenDigits:
         _check_names("accent", self.accents, tuple(espeak.english_accents()))
         _check_names("voice variant", self.variants, espeak.variants())
         self.voice_names = tuple(f"{a}+{v}" for a in self.accents for v in self.variants)
-        if not 0 < n_test_voices < len(self.voice_names):
-            raise ValueError(f"n_test_voices={n_test_voices} must leave at least one of the "
+        need = 2 if validation_fraction > 0 else 1
+        if not 0 < n_test_voices <= len(self.voice_names) - need:
+            raise ValueError(f"n_test_voices={n_test_voices} must leave at least {need} of the "
                              f"{len(self.voice_names)} voices ({len(self.accents)} accents x "
-                             f"{len(self.variants)} variants) for training")
-        self.n_test_voices = n_test_voices
+                             f"{len(self.variants)} variants) for training"
+                             f"{' and validation' if need == 2 else ''}")
+        self.n_test_voices, self.validation_fraction = n_test_voices, validation_fraction
         perm = np.random.default_rng([seed, 0]).permutation(len(self.voice_names))
-        self.split_voices = {"test": np.sort(perm[:n_test_voices]),
-                             "train": np.sort(perm[n_test_voices:])}
+        rest = np.sort(perm[n_test_voices:])
+        validation = splits.validation_units(rest, validation_fraction, seed)
+        self.split_voices = {"train": np.setdiff1d(rest, validation), "validation": validation,
+                             "test": np.sort(perm[:n_test_voices])}  # voice indices, sorted
 
     # -- what the data is -------------------------------------------------------------------------
     def params(self) -> dict:
         return {"format": FORMAT, "words": WORDS, "per_voice": self.per_voice,
-                "n_test_voices": self.n_test_voices, "seed": self.seed,
+                "n_test_voices": self.n_test_voices,
+                "validation_fraction": self.validation_fraction, "seed": self.seed,
                 "sample_rate": self.sample_rate, "n_samples": self.n_samples,
                 "accents": self.accents, "variants": self.variants, "rate": self.rate,
                 "pitch": self.pitch, "pitch_range": self.pitch_range, "espeak": espeak.version()}
@@ -144,8 +155,8 @@ class SpokenDigits:
 
     def info(self) -> DataInfo:
         return DataInfo("audio", (self.n_samples,), WORDS, sample_rate=self.sample_rate,
-                        extra={"train_voices": list(self.voices("train")),
-                               "test_voices": list(self.voices("test"))})
+                        extra={f"{split}_voices": list(self.voices(split))
+                               for split in splits.SPLITS})
 
     def fingerprint(self) -> str:
         return espeak.version() + " / diffvq-speech " + _own_version() + " / " + FORMAT
@@ -158,8 +169,7 @@ class SpokenDigits:
     def arrays(self, split: str) -> dict[str, np.ndarray]:
         """A split's cached arrays: signals [N, T] float32, labels [N] int64, voices [N] (index
         into `voice_names`), rates [N] (words per minute used); generated on first use."""
-        if split not in self.split_voices:
-            raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        splits.check_split(split, self.name)
         d = self.cache_path()
         try:
             return arraycache.read_entry(d, split, FILES)
@@ -170,7 +180,7 @@ class SpokenDigits:
         return corpus[split]
 
     def generate(self) -> dict[str, dict[str, np.ndarray]]:
-        """Synthesise both splits (fresh eSpeak worker processes, fixed chunks of voices)."""
+        """Synthesise every split (fresh eSpeak worker processes, fixed chunks of voices)."""
         V, W, R = len(self.voice_names), len(WORDS), self.per_voice
         rng = np.random.default_rng([self.seed, 1])
         draws = np.stack([rng.integers(lo, hi + 1, (V, W, R))

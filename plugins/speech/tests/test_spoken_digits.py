@@ -13,7 +13,7 @@ from diffvq_speech import espeak
 from diffvq_speech.datasets import WORDS, SpokenDigits
 
 SMALL = dict(accents=("en-us", "en-gb-scotland"), variants=("m1", "f2", "klatt"),
-             n_test_voices=2, per_voice=1)  # 6 voices x 10 words: 40 train clips, 20 test
+             n_test_voices=2, per_voice=1)  # 6 voices: 30 train, 10 validation, 20 test clips
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def small(cache):
     d = SpokenDigits(**SMALL)
-    return d, {split: d.arrays(split) for split in ("train", "test")}
+    return d, {split: d.arrays(split) for split in ("train", "validation", "test")}
 
 
 def test_shapes_labels_and_sample_rate(small):
@@ -37,7 +37,7 @@ def test_shapes_labels_and_sample_rate(small):
     assert info.modality == "audio" and info.shape == (12288,) and info.sample_rate == 16000
     assert info.class_names == WORDS == ("zero", "one", "two", "three", "four", "five", "six",
                                          "seven", "eight", "nine")
-    for split, n in (("train", 40), ("test", 20)):
+    for split, n in (("train", 30), ("validation", 10), ("test", 20)):
         x, y = d.load(split)
         assert x.dtype == torch.float32 and x.shape == (n, 12288)
         assert y.dtype == torch.long and torch.bincount(y, minlength=10).tolist() == [n // 10] * 10
@@ -45,7 +45,7 @@ def test_shapes_labels_and_sample_rate(small):
 
 def test_every_clip_holds_a_centred_audible_word(small):
     _, arrays = small
-    x = np.concatenate([arrays["train"]["signals"], arrays["test"]["signals"]])
+    x = np.concatenate([a["signals"] for a in arrays.values()])
     T = x.shape[1]
     peaks = np.abs(x).max(axis=1)
     assert peaks.max() < 1 and peaks.min() > 0.05  # never clipped, never near-silent
@@ -62,11 +62,11 @@ def test_every_clip_holds_a_centred_audible_word(small):
 
 def test_test_voices_are_never_heard_in_training(small):
     d, arrays = small
-    train, test = (set(arrays[s]["voices"].tolist()) for s in ("train", "test"))
-    assert not train & test and len(test) == 2 and len(train | test) == 6
+    train, val, test = (set(arrays[s]["voices"].tolist()) for s in ("train", "validation", "test"))
+    assert not train & test and len(test) == 2 and len(train | val | test) == 6
     assert [d.voice_names[i] for i in sorted(test)] == d.info().extra["test_voices"]
     assert [d.voice_names[i] for i in sorted(train)] == d.info().extra["train_voices"]
-    for split in ("train", "test"):  # every voice of a split says every word per_voice times
+    for split in arrays:  # every voice of a split says every word per_voice times
         voices, labels = arrays[split]["voices"], arrays[split]["labels"]
         pairs = set(zip(voices.tolist(), labels.tolist()))
         assert len(pairs) == len(labels) == 10 * len(set(voices.tolist()))
@@ -78,7 +78,7 @@ def test_test_voices_are_never_heard_in_training(small):
 def test_same_seed_gives_identical_arrays_and_another_seed_differs(small):
     d, arrays = small
     again = SpokenDigits(**SMALL).generate()  # fresh synthesis, no cache
-    for split in ("train", "test"):
+    for split in arrays:
         for key, a in arrays[split].items():
             assert np.array_equal(again[split][key], a) and again[split][key].dtype == a.dtype
     other = SpokenDigits(**SMALL, seed=5).generate()
@@ -101,7 +101,7 @@ def test_unknown_names_and_bad_lengths_are_refused():
 
 def test_a_long_word_is_spoken_faster_never_cut(cache):
     d = SpokenDigits(accents=("en-us",), variants=("m1", "f2"), n_test_voices=1, per_voice=1,
-                     seconds=0.256)  # 4096 samples: shorter than most words at 140-220 wpm
+                     seconds=0.256, validation_fraction=0.0)  # 4096 samples: shorter than most words at 140-220 wpm
     a = d.arrays("train")
     assert a["rates"].max() > 220  # sped up beyond the drawn range
     assert np.abs(a["signals"][:, :5]).max() == 0 and np.abs(a["signals"][:, -5:]).max() == 0
