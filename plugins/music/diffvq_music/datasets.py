@@ -4,8 +4,9 @@ music modality.
 `bach-chorales`: the Bach chorales bundled with music21 (Riemenschneider numbering; nothing is
 downloaded), repeats expanded, each part a voice with its own timbre, at the score's tempo or 120
 bpm, cut into consecutive `seconds`-long clips (near-silent clips dropped). Label: the chorale's
-mode, "major" or "minor" (music21's key analysis). Train and test are split by chorale, seeded: no
-chorale gives clips to both. A chorale that music21 cannot parse or expand is skipped; the reasons
+mode, "major" or "minor" (music21's key analysis). Train, validation and test are split by
+chorale, seeded: no chorale gives clips to two splits (test: `test_fraction` of the chorales;
+validation: `validation_fraction` of the others, `diffvq.splits`). A chorale that music21 cannot parse or expand is skipped; the reasons
 are counted, printed on stderr and given in `info().extra["skipped"]` (once generated).
 
 The clip length is `seconds` rounded to a multiple of 2048 samples (STFT hop 256 x VQ-VAE
@@ -18,6 +19,7 @@ music21 version): same parameters, byte-identical arrays.
 Each file is bounded before music21 reads it (`midicheck`: not cut short, at most
 `max_file_seconds` long and `max_notes` notes) and while it is parsed and rendered
 (`max_decode_seconds`); a file over a limit is an error like any unreadable file (`on_error`).
+Splits are by file, per class: all clips of one file are in one split.
 """
 
 from __future__ import annotations
@@ -34,16 +36,17 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from diffvq import arraycache, classfolders
+from diffvq import arraycache, classfolders, splits
 from diffvq.errors import UserError
 from diffvq.interfaces import DataInfo
+from diffvq.splits import VALIDATION_FRACTION
 from diffvq_audio.mel import aligned_samples
 
 from . import chorales as ch
 from . import midicheck
 
 FORMAT = "bach-chorales-v1"  # bump when the rendering procedure changes
-FILES = ("signals", "labels", "chorales")
+FILES = ("signals", "labels", "chorales")  # cached per pool: "train" (train + validation), "test"
 MIDI_SUFFIXES = {".mid", ".midi"}
 MIN_RMS = 1e-3  # about -60 dBFS: quieter clips (a long rest, the last release) are dropped
 
@@ -118,15 +121,18 @@ class BachChorales:
                  seed: int = 0,
                  sample_rate: Annotated[int, Field(ge=4000, le=48000)] = 16000,
                  test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2,
+                 validation_fraction: Annotated[float, Field(ge=0, lt=1)] = VALIDATION_FRACTION,
                  renderer: Literal["synth", "fluidsynth"] = "synth",
                  soundfont: str | None = None):
         """seconds: clip length (rounded to a multiple of 2048 samples). max_chorales: use the
-        first N chorales in Riemenschneider order (None: all). seed: the train/test split of
-        chorales. test_fraction: share of chorales held out for the test split. renderer: the
+        first N chorales in Riemenschneider order (None: all). seed: the split of chorales.
+        test_fraction: share of chorales held out for the test split. validation_fraction:
+        share of the others held out for the validation split (at least one). renderer: the
         built-in synthesizer, or FluidSynth (installed separately) with `soundfont` (None: the
         Debian General MIDI soundfont)."""
         self.seconds, self.max_chorales, self.seed = seconds, max_chorales, seed
         self.sample_rate, self.test_fraction = sample_rate, test_fraction
+        self.validation_fraction = validation_fraction
         self.n_samples = aligned_samples(seconds, sample_rate)
         self.renderer, self.soundfont = renderer, _soundfont(renderer, soundfont)
 
@@ -144,7 +150,14 @@ class BachChorales:
         extra: dict = {"seconds": self.n_samples / self.sample_rate}
         try:  # the parse counts, when the corpus has been rendered already
             meta = json.loads((self.cache_path() / "meta.json").read_text())
-            extra.update({k: meta[k] for k in ("used", "skipped", "counts", "split_chorales")})
+            extra.update({k: meta[k] for k in ("used", "skipped")})
+            pool = np.load(self.cache_path() / "train.chorales.npy", allow_pickle=False)
+            test = meta["split_chorales"]["test"]
+            carved = self._carve(pool)
+            extra["split_chorales"] = {**{s: np.unique(pool[idx]).tolist()
+                                          for s, idx in carved.items()}, "test": test}
+            extra["counts"] = {**{s: len(idx) for s, idx in carved.items()},
+                               "test": meta["counts"]["test"]}
         except (OSError, ValueError, KeyError):
             pass
         return DataInfo("music", (self.n_samples,), ch.MODES, sample_rate=self.sample_rate,
@@ -159,18 +172,29 @@ class BachChorales:
         return torch.from_numpy(a["signals"]), torch.from_numpy(a["labels"])
 
     def arrays(self, split: str) -> dict[str, np.ndarray]:
-        """A split's cached arrays: signals [N, T] float32, labels [N] int64 (0 major, 1 minor),
-        chorales [N] (Riemenschneider number); rendered on first use."""
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        """A split's arrays: signals [N, T] float32, labels [N] int64 (0 major, 1 minor),
+        chorales [N] (Riemenschneider number); rendered on first use. The cache holds the test
+        split and the train pool; validation is carved from the pool by chorale when read (the
+        rendering does not depend on validation_fraction, so changing it re-renders nothing)."""
+        splits.check_split(split, self.name)
+        pool = "test" if split == "test" else "train"
         d = self.cache_path()
         try:
-            return arraycache.read_entry(d, split, FILES)
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
-            pass  # missing or damaged: (re)generate
-        corpus, meta = self.generate()
-        arraycache.write_entry(d, corpus, FILES, {"params": self.params(), **meta})
-        return corpus[split]
+            a = arraycache.read_entry(d, pool, FILES)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError):  # missing or damaged
+            corpus, meta = self.generate()
+            arraycache.write_entry(d, corpus, FILES, {"params": self.params(), **meta})
+            a = corpus[pool]
+        if pool == "test":
+            return a
+        idx = self._carve(a["chorales"])[split]
+        return {k: v[idx] for k, v in a.items()}
+
+    def _carve(self, chorales: np.ndarray) -> dict[str, np.ndarray]:
+        """Clip indices of the train pool (its `chorales` column) -> train / validation, whole
+        chorales at a time."""
+        return splits.carve_validation(np.arange(len(chorales)), self.validation_fraction,
+                                       self.seed, groups=chorales)
 
     def generate(self) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
         """Parse, render and cut every chorale; split by chorale. Returns (arrays, counts)."""
@@ -227,6 +251,7 @@ class MidiFolder:
                  sample_rate: Annotated[int, Field(ge=4000, le=48000)] = 16000,
                  on_error: Literal["raise", "skip"] = "raise",
                  test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2,
+                 validation_fraction: Annotated[float, Field(ge=0, lt=1)] = VALIDATION_FRACTION,
                  seed: int = 0,
                  renderer: Literal["synth", "fluidsynth"] = "synth",
                  soundfont: str | None = None,
@@ -239,16 +264,19 @@ class MidiFolder:
         `soundfont` (your files' own General MIDI instruments). max_file_seconds, max_notes:
         the most playing time and notes one file may hold (checked before it is parsed: a
         tiny file can hold a two-hour note). max_decode_seconds: the most time music21 and the
-        renderer may spend on one file."""
+        renderer may spend on one file. test_fraction, validation_fraction: shares of each
+        class's files held out for the test split, and of the rest for the validation split."""
         self.renderer, self.soundfont = renderer, _soundfont(renderer, soundfont)
         self.path = Path(path).expanduser()
         self.n_samples = aligned_samples(seconds, sample_rate)
         self.sample_rate, self.on_error = sample_rate, on_error
         self.test_fraction, self.seed = test_fraction, seed
+        self.validation_fraction = validation_fraction
         self.limits = midicheck.MidiLimits(max_file_seconds, max_notes)
         self.max_decode_seconds = max_decode_seconds
         self.skipped: Counter = Counter()
         self._loaded: dict[str, tuple[Tensor, Tensor]] | None = None
+        self._sources: dict[str, list[Path]] = {}
 
     def _files(self) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
         return classfolders.scan(self.path, MIDI_SUFFIXES, "MIDI files", ".mid, .midi")
@@ -265,11 +293,15 @@ class MidiFolder:
         return classfolders.fingerprint(self.path, files, salt)
 
     def load(self, split: str) -> tuple[Tensor, Tensor]:
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        splits.check_split(split, self.name)
         if self._loaded is None:
             self._loaded = self._render()
         return self._loaded[split]
+
+    def sources(self, split: str) -> list[Path]:
+        """The file each clip of a split (in `load` order) was cut from."""
+        self.load(split)
+        return self._sources[split]
 
     def _render(self) -> dict[str, tuple[Tensor, Tensor]]:
         classes, files = self._files()
@@ -301,12 +333,18 @@ class MidiFolder:
         for c in sorted({lab for _, lab in per.values()}):
             ids = [i for i, (_, lab) in per.items() if lab == c]
             test |= split_groups(ids, self.test_fraction, self.seed + c)["test"]
+        rest = np.array([i for i in per if i not in test], np.int64)
+        validation = set(splits.validation_units(
+            rest, self.validation_fraction, self.seed,
+            strata=np.array([per[i][1] for i in rest], np.int64)).tolist())
         out = {}
-        for split, keep in (("train", [i for i in per if i not in test]),
+        for split, keep in (("train", [i for i in per if i not in test | validation]),
+                            ("validation", [i for i in per if i in validation]),
                             ("test", [i for i in per if i in test])):
             sig = (np.concatenate([per[i][0] for i in keep]) if keep
                    else np.zeros((0, self.n_samples), np.float32))
             lab = np.concatenate([np.full(len(per[i][0]), per[i][1], np.int64) for i in keep]) \
                 if keep else np.zeros(0, np.int64)
             out[split] = (torch.from_numpy(sig), torch.from_numpy(lab))
+            self._sources[split] = [files[i][0] for i in keep for _ in range(len(per[i][0]))]
         return out
