@@ -72,7 +72,8 @@ def test_difference_combines_both_intervals():
     a, b = Interval(10.0, 9.0, 11.0), Interval(11.0, 10.0, 13.0)
     d = difference(a, b)
     assert d.value == 1.0
-    assert d.lo == pytest.approx(1 - math.hypot(1, 1)) and d.hi == pytest.approx(1 + math.hypot(2, 1))
+    assert d.lo == pytest.approx(1 - math.hypot(1, 1))
+    assert d.hi == pytest.approx(1 + math.hypot(2, 1))
     r = difference(a, b, relative=True)
     assert (r.value, r.lo, r.hi) == pytest.approx((0.1, d.lo / 10, d.hi / 10))
     with pytest.raises(ValueError, match="positive reference"):
