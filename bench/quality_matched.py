@@ -1,9 +1,10 @@
-"""Quality-matched sampling speed: at equal judge FD, is a diffusion prior faster than the
+"""Quality-matched sampling speed: at equal judge quality, is a diffusion prior faster than the
 autoregressive one, one sample at a time (latency) and in batches (throughput)?
 
-Runs (or reuses) `diffvq compare` on a recipe, then for every non-autoregressive prior finds the
-fewest network evaluations whose judge FD is within 10 % of the autoregressive prior's and
-prints the ratio of seconds per sample there in both regimes, measured in the same run.
+Runs (or reuses) `diffvq compare` on a recipe, then for every non-autoregressive prior prints
+the finding's equivalence test (diffvq.finding: the setting chosen on validation, then on test
+within ±10 %, better, worse, or cannot tell at this sample size) and the ratio of seconds per
+sample in both regimes with their intervals, measured in the same run.
 
     python bench/quality_matched.py                       # recipes/image/mnist-compare.yaml
     python bench/quality_matched.py RECIPE [key=value ...]
@@ -46,13 +47,15 @@ def main(argv: list[str]) -> int:
     print()
     out = []
     for m in matches:
-        v = m.variant
-        out.append([m.prior, v["variant"] if v else "none within 10%",
-                    f"{m.latency_speedup:.2f}x" if m.latency_speedup else "-",
-                    f"{m.batch_speedup:.2f}x" if m.batch_speedup else "-"])
-    print(table(["prior", f"matches {matches[0].reference} at", "speed-up 1-at-a-time",
+        out.append([m.prior, f"{m.variant.label} ({m.chosen_on})", m.outcome,
+                    m.difference.format("+.0%") if m.difference else "-",
+                    m.latency_speedup.format(".2f") if m.latency_speedup else "-",
+                    m.batch_speedup.format(".2f") if m.batch_speedup else "-"])
+    print(table(["prior", "setting (chosen on)", f"against {matches[0].reference}",
+                 "difference [95 %]", "speed-up 1-at-a-time",
                  f"speed-up batch {r.sample.batch_size}"], out))
-    print("(speed-up = autoregressive seconds per sample / this prior's; > 1: this prior is faster)")
+    print("(difference = (this prior - reference) / reference in the headline judge distance; "
+          "speed-up = autoregressive seconds per sample / this prior's; > 1: this prior is faster)")
     for line in finding.describe(metrics):
         print(f"\nfinding: {line}")
     return 0
