@@ -1,7 +1,8 @@
 """The folder layout every "your own files" data set reads: `path/<class>/<file>` (one
 sub-folder per class, sorted names are the classes) or files directly in `path` (unlabelled);
 and what those data sets share about bad files: one error type, `on_error: raise|skip`, one
-warning that counts what was skipped.
+warning that counts what was skipped. Their splits are drawn over files (`diffvq.splits`, per
+class): the clips of one file are never in two splits.
 
 File names are bytes on POSIX and need not be UTF-8 (a file copied from an old Latin-1 disk:
 b"caf\\xe9.png"). Python keeps such bytes as lone surrogates, which read fine but cannot be

@@ -1,6 +1,7 @@
 """The token cache: a data set encoded once by the trained tokenizer, kept as memory-mapped
 `.npy` arrays (tokens `[N, *grid]` plus labels `[N]`) so every prior trains on the same tokens
-without touching the tokenizer again."""
+without touching the tokenizer again. It holds every split (train, validation, test): priors
+train on train, anything tuned is chosen on validation, the table reads test."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import storage
+from . import interfaces, storage
 from .errors import UserError
 from .interfaces import TokenSpec
 
-SPLITS = ("train", "test")
+SPLITS = interfaces.SPLITS  # ("train", "validation", "test"): the cache holds all three
 
 
 def _dtype(vocab_size: int) -> np.dtype:
