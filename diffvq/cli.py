@@ -119,7 +119,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from . import finding
     from .compare import compare_runs, report_for_run
     from .summary import format_summary
 
@@ -145,9 +144,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         metrics = run.execute()
         run_dir = run.run_dir
         report = report_for_run(run_dir, metrics)
-    print(format_summary(metrics, run_dir))
-    for line in finding.describe(metrics):
-        print(f"\n{line}")
+    print(format_summary(metrics, run_dir))  # with the finding
     print(f"\nreport: {report}")
     return 0
 

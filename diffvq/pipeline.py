@@ -71,11 +71,11 @@ class Run:
                                    self.dataset.fingerprint())
         self.fp_tokenizer = fingerprint(self.fp_data, r.tokenizer.to_dict(), result_settings(r.tokenizer_train),
                                         r.seed, self.precision)
-        self.fp_tokens = fingerprint(self.fp_tokenizer, "tokens-v1")
+        self.fp_tokens = fingerprint(self.fp_tokenizer, "tokens-v2")
         self.fp_prior = {k: fingerprint(self.fp_tokens, p.name, p.params, result_settings(p.train),
                                         r.seed, self.precision, "prior-v2")
                          for k, p in r.priors.items()}
-        self.fp_samples = {(k, name): fingerprint("samples-v3", self.fp_prior[k], options,
+        self.fp_samples = {(k, name): fingerprint("samples-v4", self.fp_prior[k], options,
                                                   r.sample.model_dump(), r.decoder.to_dict(), r.seed,
                                                   self.precision)
                            for k, p in r.priors.items() for name, options in p.variants}
@@ -92,7 +92,7 @@ class Run:
             if tuple(signals.shape[1:]) != tuple(self.info.shape):
                 raise RuntimeError(f"data set {self.recipe.data.name!r} gave {split} signals of "
                                    f"shape {tuple(signals.shape[1:])}, its info says {self.info.shape}")
-            if len(signals) == 0:
+            if len(signals) == 0 and split != "validation":  # validation may be off
                 raise UserError(f"data: the {split} split of {self.recipe.data.name!r} is empty")
             self._signals[split] = (signals, labels.long())
         return self._signals[split]
@@ -200,8 +200,9 @@ class Run:
             if isinstance(tok, HasCodebook):
                 tokencache.write_codebook(out, tok.codebook())
             tokencache.write_meta(out, spec, counts, list(self.info.class_names))
-            log(f"tokens: cached {counts['train']} train and {counts['test']} test sequences of "
-                f"{spec.seq_len} tokens (grid {spec.grid_shape}, codebook {spec.vocab_size})")
+            log(f"tokens: cached {', '.join(f'{counts[s]} {s}' for s in tokencache.SPLITS)} "
+                f"sequences of {spec.seq_len} tokens (grid {spec.grid_shape}, codebook "
+                f"{spec.vocab_size})")
             return {"counts": counts, "spec": spec.to_dict()}
 
         return self._stage("tokens", work)
@@ -271,22 +272,29 @@ class Run:
                                        labels[i:i + S.batch_size] if labels is not None else None,
                                        gen) for i in range(0, n, S.batch_size)])
 
-            sets, seconds = [], 0.0
+            sets = []  # the samples kept: drawn untimed
             for s in range(S.seeds):
                 gen = torch.Generator(self.device).manual_seed(self.sample_seed(key, s))
-                tokens, dt = measure.timed(lambda: draw_all(gen), self.device)
-                sets.append(tokens.view(n, *spec.grid_shape).cpu())
-                seconds += dt
+                sets.append(draw_all(gen).view(n, *spec.grid_shape).cpu())
+            # cost: warm calls (one untimed warm-up, then the median of >= 5), as in bench/
+            m = min(S.batch_size, n)
+            first = labels[:m] if labels is not None else None
+            gen = torch.Generator(self.device).manual_seed(self.sample_seed(key, "timing"))
+            batch = measure.time_calls(lambda: draw(m, first, gen), self.device).per(m)
             info: dict[str, Any] = {
                 "variant": variant, "n": n, "seeds": S.seeds, "nfe": prior.nfe(**options),
                 "options": options, "batch_size": S.batch_size,
-                "seconds_per_sample": seconds / (n * S.seeds)}
+                "seconds_per_sample": batch.median_s,
+                "timing": {"warmup": 1, "batch": m, "batch_s": list(batch.times),
+                           "device": str(self.device), "precision": self.precision,
+                           "threads": torch.get_num_threads()}}
             one = labels[:1] if labels is not None else None
             if S.latency_samples:  # the latency regime: one sample per sampler call
                 gen = torch.Generator(self.device).manual_seed(self.sample_seed(key, "latency"))
-                lat = [measure.timed(lambda: draw(1, one, gen), self.device)[1]
-                       for _ in range(S.latency_samples)]
-                info["seconds_per_sample_latency"] = float(np.median(lat))
+                lat = measure.time_calls(lambda: draw(1, one, gen), self.device,
+                                         repeats=max(5, S.latency_samples))
+                info["seconds_per_sample_latency"] = lat.median_s
+                info["timing"]["latency_s"] = list(lat.times)
             if S.measure_memory:
                 m = min(S.batch_size, n)
                 gen = torch.Generator(self.device).manual_seed(self.sample_seed(key, "memory"))

@@ -18,10 +18,11 @@ from .errors import UserError
 # table columns: (header, direction) where direction is "min", "max" or None (not ranked); a
 # modality's signal metrics come after "distinct", ranked by closeness to real data ("real")
 COLUMNS: list[tuple[str, str | None]] = [
-    ("prior", None), ("kind", None), ("params", None), ("NLL bits/token", "min"),
-    ("sampling", None), ("NFE", "min"), ("judge FD", "min"), ("acc", "max"), ("prec", "max"),
-    ("recall", "max"), ("distinct", "max"), ("ms 1-at-a-time", "min"),
-    ("ms/sample batch", "min"), ("MB/sample", "min"), ("train s", None)]
+    ("prior", None), ("kind", None), ("params", None), ("NLL bits/token", "min-kind"),
+    ("sampling", None), ("NFE", "min"), ("KID×10³", "min"), ("FD", "min"), ("acc", "max"),
+    ("prec", "max"), ("recall", "max"), ("distinct", "max"), ("copies tok/feat (real)", "min"),
+    ("ms 1-at-a-time", "min"), ("ms/sample batch", "min"), ("MB/sample", "min"),
+    ("train s", None)]
 assert [c for c, _ in COLUMNS] == summary.PRIOR_HEADER
 
 
@@ -38,7 +39,7 @@ th,td{padding:4px 8px;border-bottom:1px solid #eee;text-align:right;white-space:
 th{background:#f5f5f5;position:sticky;top:0}
 td:nth-child(-n+2),th:nth-child(-n+2){text-align:left} .wide{overflow-x:auto}
 tr.reference td{color:#666;font-style:italic} td.best{font-weight:bold;background:#e3f4e3}
-.finding{background:#fff8e0;border-left:4px solid #e0b000;padding:.6em 1em;margin:1em 0}
+.flag{color:#a33;font-weight:bold} .finding{background:#fff8e0;border-left:4px solid #e0b000;padding:.6em 1em;margin:1em 0}
 .gallery{display:flex;flex-wrap:wrap;gap:1em} .gallery figure{margin:0}
 figcaption{font-size:13px;color:#555} img{max-width:100%} pre{background:#f7f7f7;padding:1em;
 overflow:auto;font-size:12px}
@@ -59,6 +60,11 @@ def _number(cell: str) -> float | None:
         return None
 
 
+def _kind(cell: str) -> str:
+    """The kind in brackets at the end of a cell ("3.10 ±0.01 (exact)" -> "exact")."""
+    return cell.rsplit("(", 1)[-1].rstrip(")") if cell.endswith(")") else ""
+
+
 def table_html(metrics: dict[str, Any]) -> str:
     """The summary table as HTML; in each ranked column the best prior row is marked."""
     rows = summary.prior_rows(metrics)
@@ -66,12 +72,18 @@ def table_html(metrics: dict[str, Any]) -> str:
     n_ref = len(summary.reference_names(metrics))
     real = rows[0] if n_ref and rows[0][0] == "real data" else None
     best: dict[int, float] = {}
+    best_by_kind: dict[tuple[int, str], float] = {}  # exact NLL and bounds are never ranked together
     for i, (_, direction) in enumerate(cols):
         values = [v for r in rows[n_ref:] if (v := _number(r[i])) is not None]
         if direction == "real":  # closest to the real data's value
             target = _number(real[i]) if real else None
             if target is not None and values:
                 best[i] = min(values, key=lambda v: abs(v - target))
+        elif direction == "min-kind":
+            for r in rows[n_ref:]:
+                v, kind = _number(r[i]), _kind(r[i])
+                if v is not None and v < best_by_kind.get((i, kind), float("inf")):
+                    best_by_kind[(i, kind)] = v
         elif direction and values:
             best[i] = min(values) if direction == "min" else max(values)
     out = ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c, _ in cols) + "</tr>"]
@@ -79,16 +91,32 @@ def table_html(metrics: dict[str, Any]) -> str:
         cls = ' class="reference"' if r < n_ref else ""
         cells = []
         for i, cell in enumerate(row):
-            mark = r >= n_ref and i in best and _number(cell) == best[i]
+            mark = r >= n_ref and (
+                (i in best and _number(cell) == best[i])
+                or best_by_kind.get((i, _kind(cell))) == _number(cell) is not None)
             cells.append(f'<td{" class=best" if mark else ""}>{html.escape(cell)}</td>')
         out.append(f"<tr{cls}>{''.join(cells)}</tr>")
     out.append("</table>")
     return "\n".join(out)
 
 
+HEADLINE_NAME = "KID"
+
+
+def _headline(judge: dict[str, Any]) -> tuple[float, float, float]:
+    """(value, lo, hi) of the headline distance on test (older runs: FD mean ± std)."""
+    iv = (judge.get("test") or {}).get("kid")
+    if iv and iv.get("value") is not None:
+        v = iv["value"]
+        return v, iv.get("lo") if iv.get("lo") is not None else v, \
+            iv.get("hi") if iv.get("hi") is not None else v
+    return judge["fd_mean"], judge["fd_mean"] - judge["fd_std"], judge["fd_mean"] + judge["fd_std"]
+
+
 def plot_png(metrics: dict[str, Any]) -> bytes | None:
-    """Judge FD against NFE, against ms per sample one at a time and in batches: one line per
-    prior across its sampling settings (a point for a single setting), the floor as lines."""
+    """Judge KID (with its 95 % interval) against NFE, against ms per sample one at a time and
+    in batches: one line per prior across its sampling settings (a point for a single setting),
+    the floor as lines."""
     import matplotlib
     import matplotlib.ticker
 
@@ -106,22 +134,23 @@ def plot_png(metrics: dict[str, Any]) -> bytes | None:
     refs = (metrics.get("judge") or {}).get("reference") or {}
     for ax, (key, label, scale) in zip(axes, xs):
         for name, p, rows in series:
-            pts = sorted((v[key] * scale, v["judge"]["fd_mean"], v["judge"]["fd_std"])
+            pts = sorted((v[key] * scale, *_headline(v["judge"]))
                          for v in rows if v.get(key) is not None)
             if not pts:
                 continue
-            x, y, e = zip(*pts)
+            x, y, lo, hi = zip(*pts)
             style = "s" if p["name"] == "autoregressive" else "o-"
-            ax.errorbar(x, y, yerr=e, fmt=style, capsize=3, markersize=7 if len(x) == 1 else 5,
+            ax.errorbar(x, y, yerr=[[a - b for a, b in zip(y, lo)], [b - a for a, b in zip(y, hi)]],
+                        fmt=style, capsize=3, markersize=7 if len(x) == 1 else 5,
                         label=f"{name} ({p['name']})")
         for (ref_name, ref), ls in zip(refs.items(), (":", "--")):
-            ax.axhline(ref["fd_mean"], color="grey", ls=ls, lw=1, label=ref_name)
+            ax.axhline(_headline(ref)[0], color="grey", ls=ls, lw=1, label=ref_name)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(label)
-        ax.set_ylabel("judge FD (lower is better)")
+        ax.set_ylabel(f"judge {HEADLINE_NAME} (lower is better), 95 % interval")
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
     buf = io.BytesIO()
@@ -156,7 +185,7 @@ def gallery_html(metrics: dict[str, Any], run_dirs: dict[str, Path]) -> str:
         for v in p["sampling"]:
             j = v.get("judge")
             cap = (f"{v['variant'] or 'default'} · NFE {v['nfe']}"
-                   + (f" · judge FD {j['fd_mean']:.2f}" if j else ""))
+                   + (f" · judge {HEADLINE_NAME} {_headline(j)[0]:.3g}" if j else ""))
             files = v.get("files", [])
             if not isinstance(files, list):
                 raise UserError(f"{source}: 'files' of prior {key} is {type(files).__name__}, "
@@ -185,17 +214,27 @@ def report_page(metrics: dict[str, Any], run_dirs: dict[str, Path], recipes: dic
         ref = next(iter(judge["reference"].values()))
         judge_txt = (f"Judge: a classifier trained on the real training split, "
                      f"{100 * judge['test_accuracy']:.1f}% accurate on the real test split. "
-                     f"Judge FD is the Fréchet distance between its penultimate features of "
-                     f"{ref['n_per_set']} signals and of the real test split, mean ± std over "
-                     f"{ref['sets']} sampling seeds (not Inception FID: no downloaded weights). "
-                     f"The grey rows are the floor: sets of real training signals, and their "
-                     f"tokenizer reconstructions (their accuracy is on the real test split and "
-                     f"its reconstructions). Precision/recall: k-NN manifolds in judge features.")
+                     f"KID (the headline: unbiased at these set sizes) and FD compare its "
+                     f"penultimate features of each set with those of the real test split (not "
+                     f"Inception: no downloaded weights); every figure carries a 95 % bootstrap "
+                     f"interval over seeds and samples. {summary.judge_line(metrics)}. "
+                     f"The grey rows are the floor: sets of real training signals ({ref['n_per_set']} "
+                     f"per set, {ref['sets']} seeds), and their tokenizer reconstructions (their "
+                     f"accuracy is on the real test split and its reconstructions). "
+                     f"Precision/recall: k-NN manifolds in judge features. Copies: the share of "
+                     f"samples that repeat a training token sequence exactly, and that come "
+                     f"closer to a training signal in judge features than all but the closest "
+                     f"held-out real signals (evaluate.copy_quantile); held-out real data's "
+                     f"shares in brackets. The protocol: "
+                     f"docs/protocol.md.")
     else:
         judge_txt = "No judge: unlabelled data, or a modality without one; FD and accuracy are absent."
-    nll_note = ("NLL is bits per token on the held-out split: exact for autoregressive priors, "
-                "an upper bound (ELBO) for discrete diffusion, none for continuous latent "
-                "diffusion (a density over vectors is not a likelihood of tokens).")
+    nll_note = ("NLL is bits per token on the held-out test split, computed in float32, ± its "
+                "95 % half-width (standard error over sequences, which for a bound includes its "
+                "Monte-Carlo noise): exact for autoregressive priors, an upper bound (ELBO) for "
+                "discrete diffusion, none for continuous latent diffusion (a density over "
+                "vectors is not a likelihood of tokens). Exact values and bounds are marked best "
+                "only within their kind.")
     notes = metrics.get("signal_notes") or {}
     signal_txt = " ".join(f"{name}: {notes.get(name, 'a measure of the signals')}."
                           for name in summary.signal_names(metrics))
@@ -210,9 +249,13 @@ def report_page(metrics: dict[str, Any], run_dirs: dict[str, Path], recipes: dic
         f"<h1>{html.escape(title)}</h1>",
         f"<p>device {html.escape(str(metrics.get('device')))}, precision "
         f"{html.escape(str(metrics.get('precision')))}; data {html.escape(metrics['data']['name'])}"
-        f" ({metrics['data'].get('train', '?')} train / {metrics['data'].get('test', '?')} test)</p>",
+        f" ({metrics['data'].get('train', '?')} train / "
+        f"{metrics['data'].get('validation', '?')} validation / "
+        f"{metrics['data'].get('test', '?')} test)</p>",
         *(f'<div class="finding">{html.escape(s)}</div>' for s in findings),
-        "<h2>Priors</h2>", f'<div class="wide">{table_html(metrics)}</div>', f"<p>{html.escape(judge_txt)}</p>",
+        "<h2>Priors</h2>", f'<div class="wide">{table_html(metrics)}</div>',
+        *(f'<p class="flag">{html.escape(f)}</p>' for f in summary.flags(metrics)),
+        f"<p>{html.escape(judge_txt)}</p>",
         *([f"<p>{html.escape(signal_txt)}</p>"] if signal_txt else []),
         f"<p>{html.escape(nll_note)} Best value of each column in green.</p>",
         "<h2>Quality against cost</h2>",

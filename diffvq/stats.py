@@ -139,14 +139,15 @@ def gaussian_kid(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.nd
             - 2 * _expected_kernel(mu1, cov1, mu2, cov2))
 
 
-def _knn_radii(x: np.ndarray, k: int) -> np.ndarray:
+def knn_radii(x: np.ndarray, k: int) -> np.ndarray:
     """Distance from each row to its k-th nearest other row."""
     d = cdist(x, x)
     np.fill_diagonal(d, np.inf)
     return np.partition(d, k - 1, axis=1)[:, k - 1]
 
 
-def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3,
+                     real_radii: np.ndarray | None = None) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019): precision is the share of fake
     samples inside the real manifold (the union of balls reaching each real sample's k-th
     neighbour), recall the share of real samples inside the fake manifold."""
@@ -154,7 +155,8 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[fl
     fake = np.asarray(fake, dtype=np.float64)
     if len(real) <= k or len(fake) <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set")
-    r_real, r_fake = _knn_radii(real, k), _knn_radii(fake, k)
+    r_real = real_radii if real_radii is not None else knn_radii(real, k)  # reused per split
+    r_fake = knn_radii(fake, k)
     d = cdist(fake, real)  # [n_fake, n_real]
     precision = float((d <= r_real[None, :]).any(axis=1).mean())
     recall = float((d.T <= r_fake[None, :]).any(axis=1).mean())

@@ -21,7 +21,7 @@ TINY: dict[str, Any] = {
     "train": {"tokenizer": {"steps": 40, "batch_size": 32, "warmup_steps": 5},
               "prior": {"steps": 40, "batch_size": 32, "warmup_steps": 5}},
     "sample": {"n_per_class": 2},
-    "evaluate": {"judge_steps": 60},
+    "evaluate": {"judge_steps": 60, "bootstrap": 20},
     "precision": "fp32",
 }
 

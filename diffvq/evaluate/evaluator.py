@@ -20,14 +20,16 @@ from ..runtime import autocast
 from ..stages import derived_seed, fingerprint
 from ..stats import distinct_share
 from ..trainer import TrainConfig, result_settings
-from .judged import (JudgeEvaluation, evenly_spaced, reference_rows, reference_subsets,
-                     signal_summary)
+from ..intervals import mean_interval
+from ..memorisation import CopyReference, copy_reference, memorisation
+from .judged import (JudgeEvaluation, evenly_spaced, interval, reference_rows,
+                     reference_subsets, signal_summary)
 from .likelihood import held_out_nll
 
 # what a sampling stage recorded that metrics.json repeats per sampling setting
 SAMPLING_KEYS = ("variant", "options", "nfe", "seeds", "n", "batch_size", "seconds_per_sample",
                  "seconds_per_sample_latency", "peak_memory_mb", "peak_memory_mb_per_sample",
-                 "peak_memory_mb_latency", "files")
+                 "peak_memory_mb_latency", "files", "timing")
 
 
 class RunView(Protocol):
@@ -58,6 +60,8 @@ class Evaluator:
         self.run = run
         self.log = log
         self._recon_test: tuple[Tensor, ...] | None = None
+        self._copies: CopyReference | None = None
+        self._train_features: np.ndarray | None = None
 
     def metrics(self, stage_infos: dict[str, Any]) -> dict[str, Any]:
         """`metrics.json` of a run whose stages left `stage_infos`."""
@@ -95,8 +99,11 @@ class Evaluator:
         key, cfg = self.judge_key()
         judge = get_judge(run.modality, key, run.data("train"), run.data("test"), cfg,
                           seed=0, device=run.device, progress=run.progress, log=self.log)
-        x, y = run.data("test")
-        return JudgeEvaluation(judge, x, y, k=run.recipe.evaluate.k)
+        ev = run.recipe.evaluate
+        real = {split: run.data(split)[0] for split in tokencache.SPLITS if split != "train"}
+        real = {split: x for split, x in real.items() if len(x) > ev.k}
+        return JudgeEvaluation(judge, real, k=ev.k, resamples=ev.bootstrap,
+                               seed=derived_seed(run.recipe.seed, "bootstrap"))
 
     def reference(self, jev: JudgeEvaluation | None) -> tuple[dict | None, dict | None]:
         """The floor rows: sets of real training signals the size of a prior's (one per sampling
@@ -146,6 +153,25 @@ class Evaluator:
             signals = self._reconstruct_signals(run.tokenizer(), x[idx])
             self._recon_test = (idx, signals, run.modality.to_model(signals), y[idx])
         return self._recon_test
+
+    def copy_reference(self, jev: JudgeEvaluation | None) -> CopyReference:
+        """How close held-out real data comes to the training set, made once: what a prior's
+        samples are held against to count near-copies. Tokens: test sequences (those decoded
+        for the reconstruction metrics). Judge features: the reconstructions of those test
+        signals against the real training signals, so that a prior that emits training tokens
+        verbatim (decoded: reconstructions of training signals) sits far below held-out data."""
+        if self._copies is None:
+            run = self.run
+            cache = run.token_cache()
+            idx, _, recon_model, _ = self.test_reconstructions()
+            test_tokens = cache.sequences("test")[idx.numpy()]
+            train_f = test_f = None
+            if jev is not None:
+                train_f = self._train_features = jev.features([run.data("train")[0]])[0]
+                test_f = jev.features([recon_model])[0]
+            self._copies = copy_reference(cache.sequences("train"), test_tokens, train_f, test_f,
+                                          quantile=run.recipe.evaluate.copy_quantile)
+        return self._copies
 
     # -- the tokenizer ------------------------------------------------------------------------
     @torch.no_grad()
@@ -203,17 +229,28 @@ class Evaluator:
         out["nll_kind"] = getattr(prior, "likelihood", "none") if nll else "none"
         out["nll"] = nll
         tok = run.tokenizer()
+        copies = self.copy_reference(jev)
+        train_tokens = run.token_cache().sequences("train")
         out["sampling"] = []
         for v in infos["samples"][key]:
             row = {k: v.get(k) for k in SAMPLING_KEYS}
             d = run.samples_dir(key, v["variant"])
             tokens = storage.load_array(d / "tokens.npy")  # [seeds, n, *grid]
             labels = storage.load_array(d / "labels.npy") if run.info.n_classes else None
-            row["distinct_share"] = float(np.mean([distinct_share(t) for t in tokens]))
+            shares = [distinct_share(t) for t in tokens]
+            row["distinct_share"] = float(np.mean(shares))
+            row["distinct"] = interval(mean_interval(shares))
+            feats = None
             if jev is not None or isinstance(run.modality, HasSignalMetrics):
                 signals = [run.decode(tok, torch.from_numpy(t)) for t in tokens]
             if jev is not None:
-                row["judge"] = jev.score([run.modality.to_model(x) for x in signals], labels)
+                models = [run.modality.to_model(x) for x in signals]
+                feats = jev.features(models)
+                row["judge"] = jev.score(models, labels, feats=feats)
+            row["memorisation"] = memorisation(
+                tokens.reshape(len(tokens) * tokens.shape[1], -1), train_tokens, copies,
+                np.concatenate(feats) if feats is not None else None,
+                self._train_features if feats is not None else None)
             if isinstance(run.modality, HasSignalMetrics):
                 lab = torch.from_numpy(labels) if labels is not None else None
                 row["signal"] = signal_summary([run.modality.signal_metrics(x, lab)

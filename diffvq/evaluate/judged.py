@@ -9,14 +9,17 @@ perfect prior over this tokenizer's codes would score at best (reconstructions o
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..intervals import Interval, bootstrap, fd_interval, kid_interval, mean_interval, share_interval
 from ..judge import TrainedJudge
-from ..stats import frechet_distance, mean_cov, precision_recall
+from ..stats import KernelDistance, frechet_distance, knn_radii, mean_cov, precision_recall
 
 
 def balanced_subset(labels: np.ndarray, per_class: int, n_classes: int, seed: int) -> np.ndarray:
@@ -29,36 +32,99 @@ def balanced_subset(labels: np.ndarray, per_class: int, n_classes: int, seed: in
     return np.concatenate(picks)
 
 
-class JudgeEvaluation:
-    """Scores sets of model tensors against the real test split in one judge's feature space."""
+def interval(iv: Interval) -> dict[str, float | None]:
+    """An interval for metrics.json: bounds that are not numbers (one seed) become null."""
+    d = iv.to_dict()
+    return {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else None)
+            for k, v in d.items()}
 
-    def __init__(self, judge: TrainedJudge, test_x: Tensor, test_y: Tensor, k: int = 3):
+
+@dataclass
+class RealSplit:
+    """One real split in judge terms, computed once: features and what each distance needs."""
+
+    features: np.ndarray  # [N, F]
+    mu: np.ndarray
+    cov: np.ndarray
+    kernel: KernelDistance
+    radii: np.ndarray | None  # [N] k-NN radii of the real manifold (None: too few rows)
+
+    @classmethod
+    def of(cls, features: np.ndarray, k: int) -> RealSplit:
+        mu, cov = mean_cov(features)
+        radii = knn_radii(features, k) if len(features) > k else None
+        return cls(features, mu, cov, KernelDistance(features), radii)
+
+
+class JudgeEvaluation:
+    """Scores sets of model tensors against real splits in one judge's feature space: the test
+    split (the table) and, where the data has one, the validation split (what is tuned), each
+    figure with its 95 % bootstrap interval over seeds and samples."""
+
+    def __init__(self, judge: TrainedJudge, real: dict[str, Tensor], k: int = 3,
+                 resamples: int = 200, seed: int = 0):
         self.judge = judge
         self.k = k
-        self.test_features = judge.features(test_x)  # [N_test, F]
-        self.test_stats = mean_cov(self.test_features)
-        self.test_y = test_y.numpy()
+        self.resamples, self.seed = resamples, seed
+        self.real = {name: RealSplit.of(judge.features(x), k) for name, x in real.items()}
+        self.test_features = self.real["test"].features  # [N_test, F]
 
     def accuracy(self, x: Tensor, labels: np.ndarray) -> float:
         return float((self.judge.predict(x) == np.asarray(labels)).mean())
 
-    def score(self, sets: list[Tensor], labels: np.ndarray | None) -> dict[str, Any]:
-        """`sets`: one `[n, C, ...]` tensor per sampling seed (labels `[n]`, the same for each).
-        FD per set (mean and sample std over sets); accuracy averaged over sets; precision and
-        recall with all sets pooled (a k-NN manifold needs the samples)."""
-        feats = [self.judge.features(x) for x in sets]
-        fds = [frechet_distance(*mean_cov(f), *self.test_stats) for f in feats]
-        fake = np.concatenate(feats)
-        precision = recall = None  # undefined where a set has no k-th neighbour (tiny data)
-        if min(len(fake), len(self.test_features)) > self.k:
-            precision, recall = precision_recall(self.test_features, fake, self.k)
-        acc = None
-        if labels is not None:
-            acc = float(np.mean([self.accuracy(x, labels) for x in sets]))
-        return {"fd_mean": float(np.mean(fds)),
-                "fd_std": float(np.std(fds, ddof=1)) if len(fds) > 1 else 0.0,
-                "fd_per_seed": fds, "accuracy": acc, "precision": precision, "recall": recall,
-                "n_per_set": len(sets[0]), "sets": len(sets)}
+    def features(self, sets: list[Tensor]) -> list[np.ndarray]:
+        return [self.judge.features(x) for x in sets]
+
+    def score(self, sets: list[Tensor], labels: np.ndarray | None,
+              feats: list[np.ndarray] | None = None) -> dict[str, Any]:
+        """`sets`: one `[n, C, ...]` tensor per sampling seed (labels `[n]`, the same for each;
+        `feats` their judge features if already made). Per real split: FD and KID (the
+        headline, unbiased: docs/protocol.md) with intervals from a two-stage bootstrap (seeds,
+        then samples); on test also accuracy (a bootstrap share) and precision/recall with all
+        sets pooled (a k-NN manifold needs the samples; interval over seeds only). The flat
+        `fd_mean`/`fd_std` over seeds and pooled figures are kept for older readers."""
+        feats = feats if feats is not None else self.features(sets)
+        kw = {"resamples": self.resamples, "seed": self.seed}
+        test = self.real["test"]
+        fds = [frechet_distance(*mean_cov(f), test.mu, test.cov) for f in feats]
+        out: dict[str, Any] = {
+            "fd_mean": float(np.mean(fds)),
+            "fd_std": float(np.std(fds, ddof=1)) if len(fds) > 1 else 0.0,
+            "fd_per_seed": fds, "accuracy": None, "precision": None, "recall": None,
+            "n_per_set": len(sets[0]), "sets": len(sets)}
+        for name, real in self.real.items():
+            split = {"fd": interval(fd_interval(feats, real.mu, real.cov, **kw)),
+                     "kid": interval(kid_interval(feats, real.kernel, **kw))}
+            if name == "test":
+                split.update(self._precision_recall(feats, real))
+                if labels is not None:
+                    flags = [self.judge.predict(x) == np.asarray(labels) for x in sets]
+                    split["accuracy"] = interval(share_interval(flags, **kw))
+                    out["accuracy"] = split["accuracy"]["value"]
+                out["precision"] = (split.get("precision") or {}).get("value")
+                out["recall"] = (split.get("recall") or {}).get("value")
+            out[name] = split
+        return out
+
+    def _precision_recall(self, feats: list[np.ndarray], real: RealSplit) -> dict[str, Any]:
+        """Pooled precision/recall, with a bootstrap over seeds (rows are not resampled: a
+        repeated row is its own nearest neighbour). Replicates are multisets of seeds, few
+        enough to compute each once."""
+        if real.radii is None or sum(len(f) for f in feats) <= self.k:
+            return {}
+        memo: dict[tuple[int, ...], tuple[float, float]] = {}
+
+        def pr(picked: list[np.ndarray]) -> tuple[float, float]:
+            key = tuple(sorted(int(p[0]) for p in picked))
+            if key not in memo:
+                fake = np.concatenate([feats[i] for i in key])
+                memo[key] = precision_recall(real.features, fake, self.k, real_radii=real.radii)
+            return memo[key]
+
+        seeds = [np.array([i]) for i in range(len(feats))]
+        kw = {"resamples": self.resamples, "seed": self.seed, "within": False}
+        return {"precision": interval(bootstrap(lambda s: pr(s)[0], seeds, **kw)),
+                "recall": interval(bootstrap(lambda s: pr(s)[1], seeds, **kw))}
 
 
 def reference_subsets(labels: Tensor, per_class: int, n_classes: int,
@@ -85,18 +151,23 @@ def reference_rows(ev: JudgeEvaluation, real: list[Tensor], recon: list[Tensor],
     reconstructions of (part of) it, `recon_test` (what the tokenizer alone keeps of the class)."""
     rows = {"real data": ev.score(real, None), "tokenizer reconstructions": ev.score(recon, None)}
     if n_classes:
-        rows["real data"]["accuracy"] = ev.accuracy(test[0], test[1].numpy())
-        rows["tokenizer reconstructions"]["accuracy"] = ev.accuracy(recon_test[0],
-                                                                    recon_test[1].numpy())
+        for name, (x, y) in (("real data", test), ("tokenizer reconstructions", recon_test)):
+            flags = ev.judge.predict(x) == y.numpy()
+            iv = interval(share_interval([flags], resamples=ev.resamples, seed=ev.seed))
+            rows[name]["accuracy"] = iv["value"]
+            rows[name]["test"]["accuracy"] = iv
     return rows
 
 
 def signal_summary(per_set: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """A modality's signal metrics of each set -> `{name: {"mean", "std"}}` over the sets
-    (sample std; 0 for one set)."""
+    """A modality's signal metrics of each set -> `{name: {"mean", "std", "lo", "hi"}}` over
+    the sets (sample std, 0 for one set; a Student-t 95 % interval of the mean, null bounds for
+    one set)."""
     out = {}
     for name in per_set[0]:
         v = np.array([m[name] for m in per_set], np.float64)
+        iv = interval(mean_interval(v))
         out[name] = {"mean": float(v.mean()),
-                     "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+                     "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                     "lo": iv["lo"], "hi": iv["hi"]}
     return out

@@ -17,8 +17,8 @@ class SampleSection(BaseModel):
     batch_size: int = Field(64, gt=0, description="samples drawn per sampler call (the "
                                                    "throughput regime is timed at this size)")
     seeds: int = Field(3, gt=0, description="sampling seeds; judge FD is mean ± std over them")
-    latency_samples: int = Field(4, ge=0, description="samples drawn one at a time to time "
-                                                      "the latency regime; 0: not timed")
+    latency_samples: int = Field(5, ge=0, description="one-at-a-time sampler calls timed, warm "
+                                                      "(at least 5 when on); 0: not timed")
     gallery_per_class: int = Field(10, gt=0, description="samples per class in the gallery")
     measure_memory: bool = Field(True, description="peak tensor memory of one sampler call")
 
@@ -32,6 +32,10 @@ class EvaluateSection(BaseModel):
     judge_steps: int | None = Field(None, gt=0, description="judge training steps; null: the "
                                                             "modality's default")
     k: int = Field(3, gt=0, description="neighbours of the k-NN precision/recall manifolds")
+    bootstrap: int = Field(200, ge=20, le=100_000, description="bootstrap resamples of every "
+                           "quality figure's 95 % interval (over seeds and samples)")
+    copy_quantile: float = Field(0.05, gt=0, lt=0.5, description="a near-copy is closer to its "
+                                 "nearest training example than this share of held-out data")
     max_reconstructions: int | None = Field(
         1000, gt=0, description="test signals (evenly spaced over the split) decoded through the "
         "tokenizer for reconstruction metrics and the judge's accuracy on reconstructions; "
