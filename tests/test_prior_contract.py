@@ -118,3 +118,63 @@ def test_invalid_sampling_options_are_rejected(name):
         prior = make(name, TokenSpec((3, 3), K, C))
         with pytest.raises(ValueError, match="steps"):
             prior.check_options(**{**default_options(name), "steps": 10_000})
+
+
+@pytest.mark.parametrize("name", sorted(PRIORS))
+def test_guidance_one_and_zero_are_the_conditional_and_unconditional_models(name, trained):
+    """`guidance: 1` samples the conditional model and `guidance: 0` the unconditional one,
+    under the same options: the same tokens, from the same seed, as the model run with one
+    stream (the unconditional one directly: no labels at all). The references are real: just
+    beside 1 and 0 the guidance machinery runs both streams and combines them, and must give
+    the same tokens (a cut-off hidden in the machinery, as `guidance` once carried, would not);
+    fat tails (temperature 2) and min_p both off and at its default make any such cut show."""
+    prior = trained(name)
+    rows: list[int] = []  # the batch of every network evaluation: n rows per stream
+    hooks = [m.ln_f.register_forward_hook(lambda _, args, __: rows.append(args[0].shape[0]))
+             for m in prior.modules() if isinstance(m, Transformer)]
+    try:
+        check_guidance_limits(name, prior, rows)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def check_guidance_limits(name, prior, rows):
+    want = torch.arange(C).repeat(4)
+    n = len(want)
+    base = default_options(name)
+    if "temperature" in base:
+        base["temperature"] = 2.0
+    for min_p in ([0.0, base["min_p"]] if "min_p" in base else [None]):
+        options = base | ({"min_p": min_p} if min_p is not None else {})
+
+        def sample(labels, guidance):
+            rows.clear()
+            out = prior.sample(n, labels, generator=torch.Generator().manual_seed(7),
+                               **(options | {"guidance": guidance}))
+            return out, set(rows)
+
+        conditional, streams = sample(want, 1.0)
+        assert streams == {n}, "guidance 1 must run the conditional model alone"
+        unconditional, streams = sample(None, 1.0)
+        assert streams == {n}
+        assert not torch.equal(conditional, unconditional), "the class must matter"
+        for guidance, model in [(1.0, conditional), (0.0, unconditional)]:
+            out, streams = sample(want, guidance)
+            assert streams == {n} and torch.equal(out, model), (name, min_p, guidance)
+            near, streams = sample(want, abs(guidance - 1e-6))
+            assert streams == {2 * n}, "just beside it, guidance runs both streams"
+            assert torch.equal(near, model), f"{name}: guidance {guidance} is not the plain " \
+                                             f"model (min_p {min_p})"
+
+
+def test_every_token_prior_takes_min_p_with_one_default():
+    """The plausibility cut-off is a named sampling option of every first-party prior over
+    token distributions, with one default (the latent prior draws continuous latents)."""
+    from diffvq.nn.sampling import MIN_P
+
+    for name in ("autoregressive", "masked-diffusion", "multinomial-diffusion"):
+        assert default_options(name)["min_p"] == MIN_P, name
+    for name in PRIORS:  # plugins that take it keep the house default too
+        if "min_p" in options_model(name).model_fields:
+            assert default_options(name)["min_p"] == MIN_P, name

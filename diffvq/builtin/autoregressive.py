@@ -19,7 +19,7 @@ from torch import Tensor, nn
 import diffvq
 from diffvq.interfaces import TokenSpec
 from diffvq.nn.conditioning import ClassCondition
-from diffvq.nn.sampling import guide_logits, sample_logits
+from diffvq.nn.sampling import MIN_P, guide_logits, sample_logits
 from diffvq.nn.transformer import Transformer, TransformerConfig
 
 
@@ -76,12 +76,17 @@ class AutoregressivePrior(nn.Module):
                temperature: Annotated[float, Field(gt=0)] = 1.0,
                top_k: Annotated[int, Field(gt=0)] | None = None,
                top_p: Annotated[float, Field(gt=0, le=1)] | None = None,
+               min_p: Annotated[float, Field(ge=0, le=1)] | None = MIN_P,
                guidance: Annotated[float, Field(ge=0)] = 3.0,
                use_cache: bool = True) -> Tensor:
-        """`[n, L]` tokens, one network evaluation per token. With a class and `guidance` != 1
-        the conditional and null-class streams run side by side in one batch."""
+        """`[n, L]` tokens, one network evaluation per token. With a class and `guidance` other
+        than 0 or 1 the conditional and null-class streams run side by side in one batch;
+        guidance 1 runs the conditional model alone, 0 the unconditional one.
+        Cut-offs (`min_p`, `top_k`, `top_p`): `diffvq.nn.sampling.shape_logits`."""
         device = self.net.pos_emb.weight.device
         L = self.spec.seq_len
+        if guidance == 0.0:
+            labels = None  # the unconditional model, exactly
         guided = labels is not None and self.spec.n_classes > 0 and guidance != 1.0
         cond = self.cond.tokens(labels, n, device)[:, None]  # [n, 1]
         if guided:
@@ -90,9 +95,11 @@ class AutoregressivePrior(nn.Module):
         cache = self.net.new_cache(cond.shape[0]) if use_cache else None
         logits = self.net(cond, cache)[:, -1]  # [n or 2n, K]
         for i in range(L):
+            reference = None  # what min_p is judged on (see guide_logits)
             if guided:
-                logits = guide_logits(logits[:n], logits[n:], guidance)
-            out[:, i] = sample_logits(logits, temperature, generator, top_k, top_p)
+                logits, reference = guide_logits(logits[:n], logits[n:], guidance)
+            out[:, i] = sample_logits(logits, temperature, generator, top_k, top_p, min_p,
+                                      reference)
             if i == L - 1:
                 break
             nxt = out[:, i:i + 1]

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 import diffvq
 from diffvq.interfaces import TokenSpec
 from diffvq.nn.conditioning import ClassCondition
-from diffvq.nn.sampling import draw, filter_logits
+from diffvq.nn.sampling import MIN_P, draw, gumbel, probabilities, shape_logits
 from diffvq.nn.transformer import Transformer, TransformerConfig
 
 Schedule = Literal["cosine", "linear"]
@@ -124,19 +124,23 @@ class MaskedDiffusionPrior(nn.Module):
                temperature: Annotated[float, Field(gt=0)] = 1.0,
                top_k: Annotated[int, Field(gt=0)] | None = None,
                top_p: Annotated[float, Field(gt=0, le=1)] | None = None,
+               min_p: Annotated[float, Field(ge=0, le=1)] | None = MIN_P,
                guidance: Annotated[float, Field(ge=0)] = 3.0,
                schedule: Schedule = "cosine",
                order: Literal["confidence", "random"] = "confidence",
                choice_temperature: Annotated[float, Field(ge=0)] = 4.5) -> Tensor:
-        """`[n, L]` tokens in `steps` network evaluations (MaskGIT decoding)."""
+        """`[n, L]` tokens in `steps` network evaluations (MaskGIT decoding). Cut-offs
+        (`min_p`, `top_k`, `top_p`): `diffvq.nn.sampling.shape_logits`; draws and the Gumbel
+        noise on confidences are float64 (`diffvq.nn.sampling.gumbel`)."""
         self.check_options(steps=steps)
         device = self.net.pos_emb.weight.device
         L = self.spec.seq_len
         x = torch.full((n, L), self.mask_id, dtype=torch.long, device=device)
         for s in range(steps):
-            logits = self.cond.guided(self._logits, x, labels, guidance).float()  # [n, L, K]
-            logits = filter_logits(logits / temperature, top_k, top_p)
-            probs = logits.softmax(-1)
+            logits, reference = self.cond.guided_logits(self._logits, x, labels, guidance)
+            logits = shape_logits(logits, temperature=temperature, min_p=min_p, top_k=top_k,
+                                  top_p=top_p, reference=reference)  # [n, L, K]
+            probs = probabilities(logits)  # [n, L, K] float64
             drawn = draw(probs.view(-1, probs.shape[-1]), generator).view(n, L)
             masked = x == self.mask_id
             drawn = torch.where(masked, drawn, x)
@@ -146,13 +150,12 @@ class MaskedDiffusionPrior(nn.Module):
             if n_left == 0:
                 x = drawn
                 continue
-            u = torch.rand(n, L, device=device, generator=generator).clamp_(1e-20, 1.0)
-            gumbel = -torch.log(-torch.log(u))
+            noise = gumbel((n, L), generator, device)  # [n, L] float64
             if order == "confidence":
-                chosen = torch.log(probs.gather(-1, drawn[..., None]).squeeze(-1).clamp_min(1e-30))
-                confidence = chosen + choice_temperature * (1 - progress) * gumbel
+                chosen = probs.gather(-1, drawn[..., None]).squeeze(-1).clamp_min(1e-300).log()
+                confidence = chosen + choice_temperature * (1 - progress) * noise
             else:
-                confidence = gumbel
+                confidence = noise
             confidence = confidence.masked_fill(~masked, float("inf"))  # kept tokens stay
             ranks = confidence.argsort(dim=1).argsort(dim=1)
             x = torch.where(ranks < n_left, torch.full_like(drawn, self.mask_id), drawn)

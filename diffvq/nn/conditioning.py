@@ -39,16 +39,35 @@ class ClassCondition:
         keep = torch.rand(labels.shape, device=labels.device) >= self.dropout
         return torch.where(keep, labels, torch.full_like(labels, self.null))
 
-    def guided(self, forward: Callable[[Tensor, Tensor], Tensor], x: Tensor,
-               labels: Tensor | None, scale: float, logits: bool = True) -> Tensor:
-        """`forward(x, cond_tokens)` with classifier-free guidance at `scale`: the conditional
-        and null streams run as one batch of 2n; scale 1 (or no labels) runs only one.
-        `logits`: the outputs are token logits (guided as log-probabilities, see
-        `guide_logits`); False for continuous outputs (a plain linear combination)."""
+    def streams(self, forward: Callable[[Tensor, Tensor], Tensor], x: Tensor,
+                labels: Tensor | None, scale: float) -> tuple[Tensor, Tensor | None]:
+        """`forward(x, cond_tokens)` for what guidance at `scale` needs: (conditional, null)
+        outputs as one batch of 2n, or (the one model's output, None) where one stream is
+        the whole answer: no labels (or no classes) or scale 1 runs the conditional model
+        alone, scale 0 the null model alone, so that both are exactly those models."""
         n = x.shape[0]
-        cond = self.tokens(labels, n, x.device)
         if labels is None or not self.n_classes or scale == 1.0:
-            return forward(x, cond)
+            return forward(x, self.tokens(labels, n, x.device)), None
+        if scale == 0.0:
+            return forward(x, self.tokens(None, n, x.device)), None
+        cond = self.tokens(labels, n, x.device)
         out = forward(torch.cat([x, x]), torch.cat([cond, self.tokens(None, n, x.device)]))
-        combine = guide_logits if logits else guide
-        return combine(out[:n].float(), out[n:].float(), scale)
+        return out[:n], out[n:]
+
+    def guided(self, forward: Callable[[Tensor, Tensor], Tensor], x: Tensor,
+               labels: Tensor | None, scale: float) -> Tensor:
+        """`forward(x, cond_tokens)` with classifier-free guidance at `scale` on continuous
+        outputs (a plain linear combination, `guide`)."""
+        cond, uncond = self.streams(forward, x, labels, scale)
+        return cond if uncond is None else guide(cond.float(), uncond.float(), scale)
+
+    def guided_logits(self, forward: Callable[[Tensor, Tensor], Tensor], x: Tensor,
+                      labels: Tensor | None, scale: float) -> tuple[Tensor, Tensor]:
+        """Token logits `[..., V]` with classifier-free guidance at `scale`, and the reference
+        logits a `min_p` cut-off is judged on (see `guide_logits`); both the same tensor where
+        one model is sampled."""
+        cond, uncond = self.streams(forward, x, labels, scale)
+        if uncond is None:
+            cond = cond.float()
+            return cond, cond
+        return guide_logits(cond, uncond, scale)

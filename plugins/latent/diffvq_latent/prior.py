@@ -204,7 +204,9 @@ class LatentDiffusionPrior(nn.Module):
                sampler: Sampler = "ddim") -> Tensor:
         """`[n, L]` tokens from `steps` denoiser evaluations. The initial noise comes from
         `generator` alone and both samplers are deterministic after it. With a class and
-        `guidance` != 1 the conditional and null-class streams run as one batch."""
+        `guidance` other than 0 or 1 the conditional and null-class streams run as one batch;
+        guidance 1 runs the conditional model alone, 0 the unconditional one. No cut-off
+        applies: the draws are continuous."""
         self.check_options(steps=steps)
         device = self.codebook.device
         sched = self._sampler(sampler, steps)
@@ -215,7 +217,7 @@ class LatentDiffusionPrior(nn.Module):
             def denoise(xx: Tensor, cond: Tensor) -> Tensor:  # n or 2n rows (guidance)
                 return self(xx, torch.full((xx.shape[0],), int(t), device=device), cond)
 
-            out = self.cond.guided(denoise, x, labels, guidance, logits=False)  # [n, L, D]
+            out = self.cond.guided(denoise, x, labels, guidance)  # [n, L, D]
             x = sched.step(out, t, x).prev_sample.float()
         return self.round_to_tokens(x)
 

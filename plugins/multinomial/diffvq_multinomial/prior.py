@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from diffvq.interfaces import TokenSpec
 from diffvq.nn.conditioning import ClassCondition
-from diffvq.nn.sampling import draw, filter_logits
+from diffvq.nn.sampling import MIN_P, draw, shape_logits
 from diffvq.nn.transformer import Transformer, TransformerConfig
 
 Kind = Literal["mask-and-replace", "uniform"]
@@ -226,9 +226,9 @@ class MultinomialDiffusionPrior(nn.Module):
     def prior_sample(self, n: int, device: torch.device, generator: torch.Generator) -> Tensor:
         """x_T ~ p(x_T), `[n, L]`: MASK with gamma_T (~all of them), else a uniform code."""
         L, K = self.spec.seq_len, self.spec.vocab_size
-        u = torch.rand(n, L, device=device, generator=generator)
+        u = torch.rand(n, L, device=device, generator=generator, dtype=torch.float64)
         code = torch.randint(0, K, (n, L), device=device, generator=generator)
-        return torch.where(u < self.gamma[-1], self.mask_id, code)
+        return torch.where(u < self.schedule[-1][2], self.mask_id, code)  # gamma_T, float64
 
     # -- the network --------------------------------------------------------------------------
     def _logits(self, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
@@ -301,10 +301,13 @@ class MultinomialDiffusionPrior(nn.Module):
                temperature: Annotated[float, Field(gt=0)] = 1.0,
                top_k: Annotated[int, Field(gt=0)] | None = None,
                top_p: Annotated[float, Field(gt=0, le=1)] | None = None,
+               min_p: Annotated[float, Field(ge=0, le=1)] | None = MIN_P,
                guidance: Annotated[float, Field(ge=0)] = 3.0) -> Tensor:
         """`[n, L]` codes from `steps` reverse steps, T down to 0 through the exact skip
-        posteriors, one (batched, guided) network evaluation each. Temperature, top-k/top-p
-        (VQ-Diffusion's truncation) and guidance act on the predicted x0 logits."""
+        posteriors, one (batched, guided) network evaluation each. Temperature and guidance
+        act on the predicted x0 logits, the cut-offs min-p, top-k and top-p (VQ-Diffusion's
+        truncation) on p(x0 | x_t) (`diffvq.nn.sampling.shape_logits`); the draws are
+        float64."""
         self.check_options(steps=steps)
         device = self.net.pos_emb.weight.device
         K = self.spec.vocab_size
@@ -316,13 +319,18 @@ class MultinomialDiffusionPrior(nn.Module):
             def forward(x: Tensor, cond: Tensor) -> Tensor:
                 return self._logits(x, tt[:x.shape[0]], cond)
 
-            logits = self.cond.guided(forward, x, labels, guidance).float()  # [n, L, K]
+            logits, reference = self.cond.guided_logits(forward, x, labels, guidance)
             coef = self.transition(s, t).to(device).expand(n, -1)  # [n, 10]
-            log_x0 = self.log_x0(logits / temperature, x, coef)
-            log_x0 = filter_logits(log_x0, top_k, top_p).clamp_min(NEG)
+            log_x0 = self.log_x0(logits / temperature, x, coef)  # [n, L, K]
+            if min_p and reference is not logits:  # min_p judged on the reference's p(x0 | x_t)
+                reference = self.log_x0(reference / temperature, x, coef)
+            else:
+                reference = log_x0
+            log_x0 = shape_logits(log_x0, min_p=min_p, top_k=top_k, top_p=top_p,
+                                  reference=reference).clamp_min(NEG)
             log_p = self.log_posterior(log_x0, x, coef)  # [n, L, K+1]
             if s == 0:
                 log_p = log_p[..., :K]  # p(x0 | x_t): codes only (MASK has probability 0)
-            probs = log_p.exp().view(-1, log_p.shape[-1])
+            probs = log_p.double().exp().view(-1, log_p.shape[-1])
             x = draw(probs, generator).view(n, -1)
         return x
