@@ -154,22 +154,34 @@ class Evaluator:
             self._recon_test = (idx, signals, run.modality.to_model(signals), y[idx])
         return self._recon_test
 
+    @torch.no_grad()
+    def _token_features(self, jev: JudgeEvaluation, tokens: np.ndarray) -> np.ndarray:
+        """Judge features `[N, F]` of token grids `[N, *grid]` decoded by the tokenizer (model
+        tensors, no vocoder): the space where memorisation is measured, so that a sequence
+        copied from training sits at distance 0 from it, whatever the tokenizer's quality."""
+        run, tok = self.run, self.run.tokenizer()
+        out = []
+        for i in range(0, len(tokens), 256):
+            t = torch.from_numpy(np.array(tokens[i:i + 256], dtype=np.int64))
+            with autocast(run.device, run.precision):
+                out.append(tok.decode(t.to(run.device)).float().cpu())
+        return jev.features([torch.cat(out)])[0]
+
     def copy_reference(self, jev: JudgeEvaluation | None) -> CopyReference:
         """How close held-out real data comes to the training set, made once: what a prior's
-        samples are held against to count near-copies. Tokens: test sequences (those decoded
-        for the reconstruction metrics). Judge features: the reconstructions of those test
-        signals against the real training signals, so that a prior that emits training tokens
-        verbatim (decoded: reconstructions of training signals) sits far below held-out data."""
+        samples are held against to count near-copies. Tokens: the test sequences decoded for
+        the reconstruction metrics, against every training sequence; judge features: of the
+        same sequences decoded by the tokenizer (`_token_features`)."""
         if self._copies is None:
             run = self.run
             cache = run.token_cache()
-            idx, _, recon_model, _ = self.test_reconstructions()
-            test_tokens = cache.sequences("test")[idx.numpy()]
+            idx = self.test_reconstructions()[0].numpy()
             train_f = test_f = None
             if jev is not None:
-                train_f = self._train_features = jev.features([run.data("train")[0]])[0]
-                test_f = jev.features([recon_model])[0]
-            self._copies = copy_reference(cache.sequences("train"), test_tokens, train_f, test_f,
+                train_f = self._train_features = self._token_features(jev, cache.tokens("train"))
+                test_f = self._token_features(jev, np.asarray(cache.tokens("test"))[idx])
+            self._copies = copy_reference(cache.sequences("train"),
+                                          cache.sequences("test")[idx], train_f, test_f,
                                           quantile=run.recipe.evaluate.copy_quantile)
         return self._copies
 
@@ -239,7 +251,7 @@ class Evaluator:
             labels = storage.load_array(d / "labels.npy") if run.info.n_classes else None
             shares = [distinct_share(t) for t in tokens]
             row["distinct_share"] = float(np.mean(shares))
-            row["distinct"] = interval(mean_interval(shares))
+            row["distinct"] = interval(mean_interval(shares), share=True)
             feats = None
             if jev is not None or isinstance(run.modality, HasSignalMetrics):
                 signals = [run.decode(tok, torch.from_numpy(t)) for t in tokens]
@@ -247,10 +259,11 @@ class Evaluator:
                 models = [run.modality.to_model(x) for x in signals]
                 feats = jev.features(models)
                 row["judge"] = jev.score(models, labels, feats=feats)
+            pooled = tokens.reshape(len(tokens) * tokens.shape[1], *tokens.shape[2:])
             row["memorisation"] = memorisation(
-                tokens.reshape(len(tokens) * tokens.shape[1], -1), train_tokens, copies,
-                np.concatenate(feats) if feats is not None else None,
-                self._train_features if feats is not None else None)
+                pooled.reshape(len(pooled), -1), train_tokens, copies,
+                self._token_features(jev, pooled) if jev is not None else None,
+                self._train_features)
             if isinstance(run.modality, HasSignalMetrics):
                 lab = torch.from_numpy(labels) if labels is not None else None
                 row["signal"] = signal_summary([run.modality.signal_metrics(x, lab)

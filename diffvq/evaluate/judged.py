@@ -32,9 +32,12 @@ def balanced_subset(labels: np.ndarray, per_class: int, n_classes: int, seed: in
     return np.concatenate(picks)
 
 
-def interval(iv: Interval) -> dict[str, float | None]:
-    """An interval for metrics.json: bounds that are not numbers (one seed) become null."""
+def interval(iv: Interval, share: bool = False) -> dict[str, float | None]:
+    """An interval for metrics.json: bounds that are not numbers (one seed) become null; a
+    share's bounds are kept within [0, 1] (a centred bootstrap interval can step outside)."""
     d = iv.to_dict()
+    if share:
+        d["lo"], d["hi"] = max(d["lo"], 0.0), min(d["hi"], 1.0)
     return {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else None)
             for k, v in d.items()}
 
@@ -99,7 +102,7 @@ class JudgeEvaluation:
                 split.update(self._precision_recall(feats, real))
                 if labels is not None:
                     flags = [self.judge.predict(x) == np.asarray(labels) for x in sets]
-                    split["accuracy"] = interval(share_interval(flags, **kw))
+                    split["accuracy"] = interval(share_interval(flags, **kw), share=True)
                     out["accuracy"] = split["accuracy"]["value"]
                 out["precision"] = (split.get("precision") or {}).get("value")
                 out["recall"] = (split.get("recall") or {}).get("value")
@@ -123,8 +126,8 @@ class JudgeEvaluation:
 
         seeds = [np.array([i]) for i in range(len(feats))]
         kw = {"resamples": self.resamples, "seed": self.seed, "within": False}
-        return {"precision": interval(bootstrap(lambda s: pr(s)[0], seeds, **kw)),
-                "recall": interval(bootstrap(lambda s: pr(s)[1], seeds, **kw))}
+        return {"precision": interval(bootstrap(lambda s: pr(s)[0], seeds, **kw), share=True),
+                "recall": interval(bootstrap(lambda s: pr(s)[1], seeds, **kw), share=True)}
 
 
 def reference_subsets(labels: Tensor, per_class: int, n_classes: int,
@@ -153,7 +156,8 @@ def reference_rows(ev: JudgeEvaluation, real: list[Tensor], recon: list[Tensor],
     if n_classes:
         for name, (x, y) in (("real data", test), ("tokenizer reconstructions", recon_test)):
             flags = ev.judge.predict(x) == y.numpy()
-            iv = interval(share_interval([flags], resamples=ev.resamples, seed=ev.seed))
+            iv = interval(share_interval([flags], resamples=ev.resamples, seed=ev.seed),
+                          share=True)
             rows[name]["accuracy"] = iv["value"]
             rows[name]["test"]["accuracy"] = iv
     return rows
