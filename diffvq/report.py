@@ -20,7 +20,8 @@ from .errors import UserError
 COLUMNS: list[tuple[str, str | None]] = [
     ("prior", None), ("kind", None), ("params", None), ("NLL bits/token", "min-kind"),
     ("sampling", None), ("NFE", "min"), ("KID×10³", "min"), ("FD", "min"), ("acc", "max"),
-    ("prec", "max"), ("recall", "max"), ("distinct", "max"), ("copies tok/feat (real)", "min"),
+    ("prec", "max"), ("recall", "max"), ("distinct", "max"), ("entropy bits (real)", None),
+    ("copies tok/feat (real)", "min"),
     ("ms 1-at-a-time", "min"), ("ms/sample batch", "min"), ("MB/sample", "min"),
     ("train s", None)]
 assert [c for c, _ in COLUMNS] == summary.PRIOR_HEADER

@@ -73,14 +73,22 @@ def _copies(m: dict[str, Any] | None) -> str:
     return out
 
 
+def _entropy(e: dict[str, Any] | None) -> str:
+    """Mean per-token entropy of the samples (bits, with its interval over seeds) and of as
+    many real test sequences: far below real means samples collapse onto few tokens."""
+    if not e:
+        return "-"
+    return f"{_iv(e['samples'], '.2f')} ({e['real']:.2f})"
+
+
 def signal_names(metrics: dict[str, Any]) -> list[str]:
     """The modality's signal metrics in this run (empty when it has none)."""
     return list(next(iter((metrics.get("signal") or {}).values()), {}))
 
 
 def prior_header(metrics: dict[str, Any]) -> list[str]:
-    """PRIOR_HEADER with the modality's signal metrics after "distinct"."""
-    at = PRIOR_HEADER.index("distinct") + 1
+    """PRIOR_HEADER with the modality's signal metrics after the token entropy."""
+    at = PRIOR_HEADER.index("entropy bits (real)") + 1
     return [*PRIOR_HEADER[:at], *signal_names(metrics), *PRIOR_HEADER[at:]]
 
 
@@ -111,7 +119,7 @@ def prior_rows(metrics: dict[str, Any]) -> list[list[str]]:
     signal_ref = metrics.get("signal") or {}
     for name in reference_names(metrics):
         ref, sig = judge_ref.get(name), signal_ref.get(name, {})
-        rows.append([SHORT.get(name, name), "", "", "", "", "", *_judge_cells(ref), "",
+        rows.append([SHORT.get(name, name), "", "", "", "", "", *_judge_cells(ref), "", "",
                      *(_sig(sig.get(n)) for n in names), "", "", "", "", ""])
     for key, p in metrics["priors"].items():
         for i, s in enumerate(p["sampling"]):
@@ -124,7 +132,8 @@ def prior_rows(metrics: dict[str, Any]) -> list[list[str]]:
                 f"{p['parameters'] / 1e6:.2f}M" if first else "",
                 _nll(p) if first else "",
                 s["variant"] or "-", str(s["nfe"]), *_judge_cells(s.get("judge")),
-                distinct, *(_sig(sig.get(n)) for n in names), _copies(s.get("memorisation")),
+                distinct, _entropy(s.get("token_entropy")), *(_sig(sig.get(n)) for n in names),
+                _copies(s.get("memorisation")),
                 _ms(s.get("seconds_per_sample_latency")), _ms(s["seconds_per_sample"]),
                 _fmt(s.get("peak_memory_mb_per_sample"), ".2f"),
                 f"{p['train_time_s']:.0f}" if first else ""])
@@ -134,11 +143,13 @@ def prior_rows(metrics: dict[str, Any]) -> list[list[str]]:
 SHORT = {"tokenizer reconstructions": "reconstructed data"}  # floor rows, as the table names them
 
 PRIOR_HEADER = ["prior", "kind", "params", "NLL bits/token", "sampling", "NFE", "KID×10³",
-                "FD", "acc", "prec", "recall", "distinct", "copies tok/feat (real)",
-                "ms 1-at-a-time", "ms/sample batch", "MB/sample", "train s"]
+                "FD", "acc", "prec", "recall", "distinct", "entropy bits (real)",
+                "copies tok/feat (real)", "ms 1-at-a-time", "ms/sample batch", "MB/sample",
+                "train s"]
 
 # the terminal drops columns in this order until the table fits (report.html has them all)
-DROP_ORDER = ["train s", "MB/sample", "kind", "params", "recall", "prec", "distinct", "FD",
+DROP_ORDER = ["train s", "MB/sample", "kind", "params", "entropy bits (real)", "recall", "prec",
+              "distinct", "FD",
               "ms/sample batch", "copies tok/feat (real)", "NLL bits/token"]
 
 

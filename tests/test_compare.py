@@ -49,7 +49,7 @@ def test_report_holds_every_prior_metric_plot_and_gallery(compared, capsys):
 
 
 def test_signal_metrics_get_columns_and_closest_to_real_is_marked():
-    """A modality's own measures (music's tonality) sit after "distinct", with the floor rows'
+    """A modality's own measures (music's tonality) sit after the token entropy, with the floor rows'
     values; the best cell is the one closest to real data, not the highest."""
     from diffvq import summary
     from diffvq.report import columns, table_html
@@ -67,7 +67,7 @@ def test_signal_metrics_get_columns_and_closest_to_real_is_marked():
                                 "nll_bits_per_token": None, "nll_kind": "none",
                                 "sampling": [row("x", 0.95), row("y", 0.76)]}}}
     header = summary.prior_header(metrics)
-    assert header[header.index("distinct") + 1] == "tonality"
+    assert header[header.index("entropy bits (real)") + 1] == "tonality"
     assert ("tonality", "real") in columns(metrics)
     rows = summary.prior_rows(metrics)
     assert [r[0] for r in rows[:2]] == ["real data", "reconstructed data"]

@@ -22,6 +22,7 @@ from ..stats import distinct_share
 from ..trainer import TrainConfig, result_settings
 from ..intervals import mean_interval
 from ..memorisation import CopyReference, copy_reference, memorisation
+from ..token_entropy import beside_real
 from .judged import (JudgeEvaluation, evenly_spaced, interval, reference_rows,
                      reference_subsets, signal_summary)
 from .likelihood import held_out_nll
@@ -243,12 +244,19 @@ class Evaluator:
         tok = run.tokenizer()
         copies = self.copy_reference(jev)
         train_tokens = run.token_cache().sequences("train")
+        real_tokens = np.asarray(run.token_cache().tokens("test"))  # entropy at the same n
         out["sampling"] = []
         for v in infos["samples"][key]:
             row = {k: v.get(k) for k in SAMPLING_KEYS}
             d = run.samples_dir(key, v["variant"])
             tokens = storage.load_array(d / "tokens.npy")  # [seeds, n, *grid]
             labels = storage.load_array(d / "labels.npy") if run.info.n_classes else None
+            ent = [beside_real(t, real_tokens, run.token_cache().spec.vocab_size,
+                               seed=derived_seed(run.recipe.seed, "entropy", str(i)))
+                   for i, t in enumerate(tokens)]
+            row["token_entropy"] = {
+                "samples": interval(mean_interval([e["samples"] for e in ent])),
+                "real": float(np.mean([e["real"] for e in ent])), "n": ent[0]["n"]}
             shares = [distinct_share(t) for t in tokens]
             row["distinct_share"] = float(np.mean(shares))
             row["distinct"] = interval(mean_interval(shares), share=True)
