@@ -192,7 +192,8 @@ def test_bad_image_skip_reads_the_rest_with_one_warning(case, capsys, tmp_path):
     name, data, what = BAD_IMAGES[case]
     root = image_folder(tmp_path / "pics")
     put(os.fsencode(root / "b") + b"/" + name, data)
-    d = ImageFolder(path=str(root), channels=1, on_error="skip", test_fraction=0.0)
+    d = ImageFolder(path=str(root), channels=1, on_error="skip",
+                    test_fraction=0.0, validation_fraction=0)
     x, y = d.load("train")
     assert x.shape == (8, 1, 8, 8) and y.tolist() == [0] * 4 + [1] * 4
     assert [e.path.name for e in d.skipped] == [os.fsdecode(name)]
@@ -220,7 +221,7 @@ def test_odd_but_good_images_load_correctly(tmp_path):
     from diffvq_image.datasets import ImageFolder
 
     odd_but_good_images(tmp_path)
-    d = ImageFolder(path=str(tmp_path), channels=1, test_fraction=0.0)
+    d = ImageFolder(path=str(tmp_path), channels=1, test_fraction=0.0, validation_fraction=0)
     assert d.info().class_names == ("a", "b", "cl\\xffass")
     x, y = d.load("train")
     assert y.tolist() == [0] * 6 + [1] * 7 + [2] * 2
@@ -311,7 +312,8 @@ def test_bad_audio_skip_reads_the_rest_with_one_warning(case, capsys, tmp_path):
     name, data, what = BAD_AUDIO[case]
     root = audio_folder(tmp_path / "rec")
     put(os.fsencode(root / "low") + b"/" + name, data)
-    d = AudioFolder(path=str(root), seconds=0.25, on_error="skip", test_fraction=0.0)
+    d = AudioFolder(path=str(root), seconds=0.25, on_error="skip",
+                    test_fraction=0.0, validation_fraction=0)
     x, y = d.load("train")
     assert x.shape == (6, 4096) and y.tolist() == [0] * 3 + [1] * 3
     err = capsys.readouterr().err

@@ -44,7 +44,8 @@ def test_a_37_byte_two_hour_note_is_refused_or_skipped_in_seconds(tmp_path, caps
                                         r"more than 600 s \(data\.max_file_seconds\); fix or "
                                         r"remove the file"):
         MidiFolder(path=str(root), seconds=1.024).load("train")
-    d = MidiFolder(path=str(root), seconds=1.024, on_error="skip", test_fraction=0)
+    d = MidiFolder(path=str(root), seconds=1.024, on_error="skip",
+                   test_fraction=0, validation_fraction=0)
     x, y = d.load("train")
     assert time.monotonic() - start < 10
     assert dict(d.skipped) == {"too long": 1}
@@ -104,7 +105,8 @@ def test_midi_note_count_and_decode_time_limits(tmp_path):
     with pytest.raises(UserError, match=r"b/many\.mid: too slow to decode: not parsed and "
                                         r"rendered within 0\.2 s \(data\.max_decode_seconds\)"):
         MidiFolder(path=str(root), seconds=1.024, max_decode_seconds=0.2).load("train")
-    d = MidiFolder(path=str(root), seconds=1.024, test_fraction=0)  # the default: read
+    d = MidiFolder(path=str(root), seconds=1.024,
+                   test_fraction=0, validation_fraction=0)  # the default: read
     assert d.load("train")[1].tolist().count(1) > 6
 
 
@@ -122,14 +124,16 @@ def test_a_too_long_audio_file_is_refused_from_its_header(tmp_path, capsys):
     with pytest.raises(UserError, match=r"b/long\.wav: too long: 601 s, more than 600 s "
                                         r"\(data\.max_file_seconds\); fix or remove the file"):
         AudioFolder(path=str(tmp_path), seconds=0.25).load("train")
-    d = AudioFolder(path=str(tmp_path), seconds=0.25, on_error="skip", test_fraction=0)
+    d = AudioFolder(path=str(tmp_path), seconds=0.25, on_error="skip",
+                    test_fraction=0, validation_fraction=0)
     assert d.load("train")[0].shape == (4, 4096)
     assert time.monotonic() - start < 10
     assert "audio-folder: skipped 1 of 5 files" in capsys.readouterr().err
     # a lower limit refuses the short files too; a higher one reads the long file
     with pytest.raises(UserError, match=r"a/0\.wav: too long: 0\.3 s, more than 0\.1 s"):
         AudioFolder(path=str(tmp_path), seconds=0.25, max_file_seconds=0.1).load("train")
-    d = AudioFolder(path=str(tmp_path), seconds=0.25, max_file_seconds=700, test_fraction=0)
+    d = AudioFolder(path=str(tmp_path), seconds=0.25, max_file_seconds=700,
+                    test_fraction=0, validation_fraction=0)
     assert d.load("train")[0].shape == (5, 4096)
 
 
