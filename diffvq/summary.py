@@ -66,9 +66,14 @@ def _copies(m: dict[str, Any] | None) -> str:
     same shares of held-out real data in brackets."""
     if not m:
         return "-"
-    out = f"{100 * m['token_copy_share']:.0f}% ({100 * m['token_copy_share_real']:.0f}%)"
+
+    def share(key: str) -> str:  # with its interval where the run has one
+        iv = m.get(key.replace("_share", ""))
+        return _iv(iv, pct=True) if iv else f"{100 * m[key]:.0f}%"
+
+    out = f"{share('token_copy_share')} ({100 * m['token_copy_share_real']:.0f}%)"
     if m.get("feature_near_copy_share") is not None:
-        out += (f" / {100 * m['feature_near_copy_share']:.0f}% "
+        out += (f" / {share('feature_near_copy_share')} "
                 f"({100 * m['feature_near_copy_share_real']:.0f}%)")
     return out
 

@@ -20,8 +20,9 @@ from ..runtime import autocast
 from ..stages import derived_seed, fingerprint
 from ..stats import distinct_share
 from ..trainer import TrainConfig, result_settings
-from ..intervals import mean_interval
-from ..memorisation import CopyReference, copy_reference, memorisation
+from ..intervals import mean_interval, share_interval
+from ..memorisation import (CopyReference, copy_reference, feature_distance_to_nearest,
+                            hamming_to_nearest, memorisation)
 from ..token_entropy import beside_real
 from .judged import (JudgeEvaluation, evenly_spaced, interval, reference_rows,
                      reference_subsets, signal_summary)
@@ -155,6 +156,25 @@ class Evaluator:
             self._recon_test = (idx, signals, run.modality.to_model(signals), y[idx])
         return self._recon_test
 
+    def memorisation(self, jev: JudgeEvaluation | None, tokens: np.ndarray,
+                     train_tokens: np.ndarray, copies: CopyReference) -> dict[str, Any]:
+        """`memorisation.memorisation` of the pooled sets `[seeds, n, *grid]`, plus 95 %
+        intervals of the two copy shares (bootstrap over seeds and samples)."""
+        pooled = tokens.reshape(len(tokens) * tokens.shape[1], *tokens.shape[2:])
+        flat = pooled.reshape(len(pooled), -1)
+        feats = self._token_features(jev, pooled) if jev is not None else None
+        out = memorisation(flat, train_tokens, copies, feats, self._train_features)
+        kw = {"resamples": self.run.recipe.evaluate.bootstrap,
+              "seed": derived_seed(self.run.recipe.seed, "bootstrap")}
+        seeds = len(tokens)
+        copied = (hamming_to_nearest(flat, train_tokens).numpy() == 0).reshape(seeds, -1)
+        out["token_copy"] = interval(share_interval(list(copied), **kw), share=True)
+        if feats is not None and copies.feature_threshold is not None:
+            near = feature_distance_to_nearest(feats, self._train_features).numpy()
+            out["feature_near_copy"] = interval(share_interval(
+                list((near <= copies.feature_threshold).reshape(seeds, -1)), **kw), share=True)
+        return out
+
     @torch.no_grad()
     def _token_features(self, jev: JudgeEvaluation, tokens: np.ndarray) -> np.ndarray:
         """Judge features `[N, F]` of token grids `[N, *grid]` decoded by the tokenizer (model
@@ -267,11 +287,7 @@ class Evaluator:
                 models = [run.modality.to_model(x) for x in signals]
                 feats = jev.features(models)
                 row["judge"] = jev.score(models, labels, feats=feats)
-            pooled = tokens.reshape(len(tokens) * tokens.shape[1], *tokens.shape[2:])
-            row["memorisation"] = memorisation(
-                pooled.reshape(len(pooled), -1), train_tokens, copies,
-                self._token_features(jev, pooled) if jev is not None else None,
-                self._train_features)
+            row["memorisation"] = self.memorisation(jev, tokens, train_tokens, copies)
             if isinstance(run.modality, HasSignalMetrics):
                 lab = torch.from_numpy(labels) if labels is not None else None
                 row["signal"] = signal_summary([run.modality.signal_metrics(x, lab)
