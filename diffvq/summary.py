@@ -23,7 +23,12 @@ MIN_SET = 100  # samples per set below which distances and shares say little (do
 
 
 def _num(v: float, spec: str) -> str:
-    return format(v, spec) if v is not None else "?"
+    """`v` formatted; three significant digits never turn into an exponent (3090, not 3.09e+03)."""
+    if v is None:
+        return "?"
+    if spec.endswith("g") and abs(v) >= 10 ** int(spec[1:-1] or 6):
+        return f"{v:.0f}"
+    return format(v, spec)
 
 
 def _iv(d: dict[str, Any] | None, spec: str = ".3g", scale: float = 1.0, pct: bool = False) -> str:
