@@ -87,7 +87,7 @@ def merge_runs(run_dirs: list[Path]) -> tuple[dict[str, Any], dict[str, Path]]:
         if Path(str(key_a)).name != Path(str(key_b)).name:
             raise UserError(f"compare: {d} and {first_dir} were measured by different judges "
                             f"({Path(str(key_a)).name} and {Path(str(key_b)).name})")
-    base = protocol(first_dir, first)
+    base = protocol(first_dir, first) if len(runs) > 1 else None  # one run: nothing to match
     for d, m in runs[1:]:
         other = protocol(d, m)
         differ = [f"{k} {other.get(k)!r} vs {base.get(k)!r}"
@@ -99,7 +99,8 @@ def merge_runs(run_dirs: list[Path]) -> tuple[dict[str, Any], dict[str, Path]]:
     merged = {k: v for k, v in first.items() if k != "priors"}
     merged["run"] = " + ".join(m["run"] for _, m in runs)
     merged["runs"] = [str(d) for d, _ in runs]
-    merged["protocol"] = base
+    if base is not None:
+        merged["protocol"] = base
     merged["priors"], where = {}, {}
     for d, m in runs:
         for key, p in m["priors"].items():
