@@ -116,7 +116,7 @@ def _judge_cells(j: dict[str, Any] | None) -> list[str]:
         fd = f"{j['fd_mean']:.2f} ± {j['fd_std']:.2f}" if j else "-"
         return ["-", fd, _pct(j and j.get("accuracy")), _pct(j and j.get("precision")),
                 _pct(j and j.get("recall"))]
-    return [_iv(t.get("kid"), scale=1000), _iv(t.get("fd"), ".3g"), _iv(t.get("accuracy"), pct=True),
+    return [_iv(t.get("kid")), _iv(t.get("fd"), ".3g"), _iv(t.get("accuracy"), pct=True),
             _iv(t.get("precision"), pct=True), _iv(t.get("recall"), pct=True)]
 
 
@@ -152,7 +152,7 @@ def prior_rows(metrics: dict[str, Any]) -> list[list[str]]:
 
 SHORT = {"tokenizer reconstructions": "reconstructed data"}  # floor rows, as the table names them
 
-PRIOR_HEADER = ["prior", "kind", "params", "NLL bits/token", "sampling", "NFE", "KID×10³",
+PRIOR_HEADER = ["prior", "kind", "params", "NLL bits/token", "sampling", "NFE", "KID",
                 "FD", "acc", "prec", "recall", "distinct", "entropy bits (real)",
                 "copies tok/feat (real)", "ms 1-at-a-time", "ms/sample batch", "MB/sample",
                 "train s"]
