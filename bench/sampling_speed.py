@@ -29,7 +29,8 @@ from diffvq.builtin.masked_diffusion import MaskedDiffusionPrior
 from diffvq.interfaces import TokenSpec
 from diffvq.measure import peak_memory_bytes, time_calls
 from diffvq.nn.transformer import count_parameters
-from diffvq.runtime import autocast, resolve_precision, select_device
+from diffvq.runtime import (autocast, default_threads, resolve_precision, select_device,
+                            set_threads)
 
 from train_throughput import matmul_peak
 
@@ -74,7 +75,10 @@ def main() -> None:
     ap.add_argument("--throughput-batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--threads", type=int, default=default_threads(),
+                    help="torch threads (default: diffvq's, as a run uses)")
     args = ap.parse_args()
+    set_threads(args.threads)
 
     device = select_device("auto")
     precision = resolve_precision(args.precision, device)
