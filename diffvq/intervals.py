@@ -35,13 +35,23 @@ class Interval:
     hi: float
     level: float = LEVEL
 
-    def to_dict(self) -> dict[str, float]:
-        """The form metrics.json holds: {"value", "lo", "hi", "level"}."""
-        return {"value": self.value, "lo": self.lo, "hi": self.hi, "level": self.level}
+    def to_dict(self) -> dict[str, float | None]:
+        """The form metrics.json holds: {"value", "lo", "hi", "level"}; an unbounded side
+        (one seed: no spread to estimate) is null, which JSON can hold."""
+        bound = (lambda b: b if math.isfinite(b) else None)
+        return {"value": self.value, "lo": bound(self.lo), "hi": bound(self.hi),
+                "level": self.level}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Interval:
-        return cls(float(d["value"]), float(d["lo"]), float(d["hi"]), float(d.get("level", LEVEL)))
+        lo, hi = d.get("lo"), d.get("hi")
+        return cls(float(d["value"]), -math.inf if lo is None else float(lo),
+                   math.inf if hi is None else float(hi), float(d.get("level", LEVEL)))
+
+    def clipped(self, lo: float, hi: float) -> Interval:
+        """The interval kept within what the figure can be (a share: [0, 1]); a centred
+        bootstrap interval can step outside."""
+        return Interval(self.value, max(self.lo, lo), min(self.hi, hi), self.level)
 
     def contains(self, x: float) -> bool:
         return self.lo <= x <= self.hi
@@ -145,7 +155,7 @@ def share_interval(flags: Sequence[np.ndarray], **kw: Any) -> Interval:
     """A share (accuracy: the judge agrees with the asked class; a near-copy share) from one
     `[n]` boolean array per seed: the mean of the per-set shares, with its bootstrap interval."""
     return bootstrap(lambda s: float(np.mean([np.mean(f) for f in s])),
-                     [np.asarray(f, dtype=np.float64) for f in flags], **kw)
+                     [np.asarray(f, dtype=np.float64) for f in flags], **kw).clipped(0.0, 1.0)
 
 
 def difference(a: Interval, b: Interval, relative: bool = False) -> Interval:

@@ -173,7 +173,26 @@ def memorisation(sample_tokens: ArrayLike, train_tokens: ArrayLike, reference: C
       `feature_nn_median_real` for held-out data (a sample median far below it also warns).
     - `quantile`, `feature_threshold`, `n`, `n_real`: how the figures were made.
     Feature figures are None when either feature set is missing (no judge)."""
+    ham, dist = nearest(sample_tokens, train_tokens, reference, sample_features,
+                        train_features, device=device)
+    return summarise(ham, dist, reference)
+
+
+def nearest(sample_tokens: ArrayLike, train_tokens: ArrayLike, reference: CopyReference,
+            sample_features: ArrayLike | None = None, train_features: ArrayLike | None = None,
+            *, device: torch.device | str | None = None) -> tuple[Tensor, Tensor | None]:
+    """Each sample's distance to its nearest training example: normalised token Hamming `[n]`,
+    and judge-feature distance `[n]` (None without features or a feature threshold)."""
     ham = hamming_to_nearest(sample_tokens, train_tokens, device=device)  # [n]
+    dist = None
+    if (sample_features is not None and train_features is not None
+            and reference.feature_threshold is not None):
+        dist = feature_distance_to_nearest(sample_features, train_features, device=device)
+    return ham, dist
+
+
+def summarise(ham: Tensor, dist: Tensor | None, reference: CopyReference) -> dict[str, Any]:
+    """`memorisation`'s figures from the distances `nearest` gives."""
     out: dict[str, Any] = {
         "token_copy_share": float((ham == 0).double().mean()) if ham.numel() else None,
         "token_copy_share_real": reference.token_copy_share_real,
@@ -181,13 +200,10 @@ def memorisation(sample_tokens: ArrayLike, train_tokens: ArrayLike, reference: C
         "hamming_nn_median": float(np.median(ham.numpy())) if ham.numel() else None,
         "hamming_nn_mean_real": reference.hamming_nn_mean_real,
         "feature_near_copy_share": None, "feature_nn_median": None}
-    if (sample_features is not None and train_features is not None
-            and reference.feature_threshold is not None):
-        dist = feature_distance_to_nearest(sample_features, train_features, device=device)
-        if dist.numel():
-            out["feature_near_copy_share"] = float(
-                (dist <= reference.feature_threshold).double().mean())
-            out["feature_nn_median"] = float(np.median(dist.numpy()))
+    if dist is not None and dist.numel() and reference.feature_threshold is not None:
+        out["feature_near_copy_share"] = float(
+            (dist <= reference.feature_threshold).double().mean())
+        out["feature_nn_median"] = float(np.median(dist.numpy()))
     ref = asdict(reference)
     out.update({k: ref[k] for k in ("feature_near_copy_share_real", "feature_nn_median_real",
                                     "quantile", "feature_threshold", "n_real")})

@@ -5,6 +5,7 @@ here and in `docs/protocol.md`."""
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,11 +22,10 @@ from ..stages import derived_seed, fingerprint
 from ..stats import distinct_share
 from ..trainer import TrainConfig, result_settings
 from ..intervals import mean_interval, share_interval
-from ..memorisation import (CopyReference, copy_reference, feature_distance_to_nearest,
-                            hamming_to_nearest, memorisation)
+from ..memorisation import CopyReference, copy_reference, nearest, summarise
 from ..token_entropy import beside_real
-from .judged import (JudgeEvaluation, evenly_spaced, interval, reference_rows,
-                     reference_subsets, signal_summary)
+from .judged import (JudgeEvaluation, evenly_spaced, reference_rows, reference_subsets,
+                     signal_summary)
 from .likelihood import held_out_nll
 
 # what a sampling stage recorded that metrics.json repeats per sampling setting
@@ -64,6 +64,16 @@ class Evaluator:
         self._recon_test: tuple[Tensor, ...] | None = None
         self._copies: CopyReference | None = None
         self._train_features: np.ndarray | None = None
+
+    @cached_property
+    def tokenizer(self) -> nn.Module:
+        """The run's tokenizer, loaded once for every figure."""
+        return self.run.tokenizer()
+
+    @cached_property
+    def cache(self) -> tokencache.TokenCache:
+        """The run's token cache, opened once."""
+        return self.run.token_cache()
 
     def metrics(self, stage_infos: dict[str, Any]) -> dict[str, Any]:
         """`metrics.json` of a run whose stages left `stage_infos`."""
@@ -116,7 +126,7 @@ class Evaluator:
         has_signal = isinstance(run.modality, HasSignalMetrics)
         if jev is None and not has_signal:
             return None, None
-        tok = run.tokenizer()
+        tok = self.tokenizer
         raw, y = run.signals("train")
         subsets = reference_subsets(y, r.sample.n_per_class, n_classes,
                                     [run.sample_seed("reference", s) for s in range(r.sample.seeds)])
@@ -152,7 +162,7 @@ class Evaluator:
             run = self.run
             x, y = run.data("test")
             idx = evenly_spaced(len(x), run.recipe.evaluate.max_reconstructions)
-            signals = self._reconstruct_signals(run.tokenizer(), x[idx])
+            signals = self._reconstruct_signals(self.tokenizer, x[idx])
             self._recon_test = (idx, signals, run.modality.to_model(signals), y[idx])
         return self._recon_test
 
@@ -161,18 +171,17 @@ class Evaluator:
         """`memorisation.memorisation` of the pooled sets `[seeds, n, *grid]`, plus 95 %
         intervals of the two copy shares (bootstrap over seeds and samples)."""
         pooled = tokens.reshape(len(tokens) * tokens.shape[1], *tokens.shape[2:])
-        flat = pooled.reshape(len(pooled), -1)
         feats = self._token_features(jev, pooled) if jev is not None else None
-        out = memorisation(flat, train_tokens, copies, feats, self._train_features)
+        ham, dist = nearest(pooled.reshape(len(pooled), -1), train_tokens, copies, feats,
+                            self._train_features)
+        out = summarise(ham, dist, copies)
         kw = {"resamples": self.run.recipe.evaluate.bootstrap,
               "seed": derived_seed(self.run.recipe.seed, "bootstrap")}
-        seeds = len(tokens)
-        copied = (hamming_to_nearest(flat, train_tokens).numpy() == 0).reshape(seeds, -1)
-        out["token_copy"] = interval(share_interval(list(copied), **kw), share=True)
-        if feats is not None and copies.feature_threshold is not None:
-            near = feature_distance_to_nearest(feats, self._train_features).numpy()
-            out["feature_near_copy"] = interval(share_interval(
-                list((near <= copies.feature_threshold).reshape(seeds, -1)), **kw), share=True)
+        per_seed = (lambda flags: list(flags.numpy().reshape(len(tokens), -1)))
+        out["token_copy"] = share_interval(per_seed(ham == 0), **kw).to_dict()
+        if dist is not None:
+            out["feature_near_copy"] = share_interval(
+                per_seed(dist <= copies.feature_threshold), **kw).to_dict()
         return out
 
     @torch.no_grad()
@@ -180,7 +189,7 @@ class Evaluator:
         """Judge features `[N, F]` of token grids `[N, *grid]` decoded by the tokenizer (model
         tensors, no vocoder): the space where memorisation is measured, so that a sequence
         copied from training sits at distance 0 from it, whatever the tokenizer's quality."""
-        run, tok = self.run, self.run.tokenizer()
+        run, tok = self.run, self.tokenizer
         out = []
         for i in range(0, len(tokens), 256):
             t = torch.from_numpy(np.array(tokens[i:i + 256], dtype=np.int64))
@@ -195,7 +204,7 @@ class Evaluator:
         same sequences decoded by the tokenizer (`_token_features`)."""
         if self._copies is None:
             run = self.run
-            cache = run.token_cache()
+            cache = self.cache
             idx = self.test_reconstructions()[0].numpy()
             train_f = test_f = None
             if jev is not None:
@@ -210,7 +219,7 @@ class Evaluator:
     @torch.no_grad()
     def tokenizer_metrics(self, train_info: dict[str, Any]) -> dict[str, Any]:
         run = self.run
-        tok, cache = run.tokenizer(), run.token_cache()
+        tok, cache = self.tokenizer, self.cache
         x, _ = run.data("test")
         sq = 0.0
         for i in range(0, len(x), 256):
@@ -239,7 +248,7 @@ class Evaluator:
         run, ev = self.run, self.run.recipe.evaluate
         if not ev.nll or getattr(prior, "likelihood", "none") == "none":
             return None
-        cache = run.token_cache()
+        cache = self.cache
         tokens = cache.torch_sequences("test")
         labels = torch.from_numpy(cache.labels("test")) if cache.spec.n_classes else None
         if ev.nll_max_sequences:
@@ -261,26 +270,25 @@ class Evaluator:
         out["nll_bits_per_token"] = nll["bits_per_token"] if nll else None
         out["nll_kind"] = getattr(prior, "likelihood", "none") if nll else "none"
         out["nll"] = nll
-        tok = run.tokenizer()
+        tok = self.tokenizer
         copies = self.copy_reference(jev)
-        train_tokens = run.token_cache().sequences("train")
-        real_tokens = np.asarray(run.token_cache().tokens("test"))  # entropy at the same n
+        train_tokens = self.cache.sequences("train")
+        real_tokens = np.asarray(self.cache.tokens("test"))  # entropy at the same n
         out["sampling"] = []
         for v in infos["samples"][key]:
             row = {k: v.get(k) for k in SAMPLING_KEYS}
             d = run.samples_dir(key, v["variant"])
             tokens = storage.load_array(d / "tokens.npy")  # [seeds, n, *grid]
             labels = storage.load_array(d / "labels.npy") if run.info.n_classes else None
-            ent = [beside_real(t, real_tokens, run.token_cache().spec.vocab_size,
+            ent = [beside_real(t, real_tokens, self.cache.spec.vocab_size,
                                seed=derived_seed(run.recipe.seed, "entropy", str(i)))
                    for i, t in enumerate(tokens)]
             row["token_entropy"] = {
-                "samples": interval(mean_interval([e["samples"] for e in ent])),
+                "samples": mean_interval([e["samples"] for e in ent]).to_dict(),
                 "real": float(np.mean([e["real"] for e in ent])), "n": ent[0]["n"]}
             shares = [distinct_share(t) for t in tokens]
             row["distinct_share"] = float(np.mean(shares))
-            row["distinct"] = interval(mean_interval(shares), share=True)
-            feats = None
+            row["distinct"] = mean_interval(shares).clipped(0.0, 1.0).to_dict()
             if jev is not None or isinstance(run.modality, HasSignalMetrics):
                 signals = [run.decode(tok, torch.from_numpy(t)) for t in tokens]
             if jev is not None:

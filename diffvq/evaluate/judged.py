@@ -9,7 +9,6 @@ perfect prior over this tokenizer's codes would score at best (reconstructions o
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..intervals import Interval, bootstrap, fd_interval, kid_interval, mean_interval, share_interval
+from ..intervals import bootstrap, fd_interval, kid_interval, mean_interval, share_interval
 from ..judge import TrainedJudge
 from ..stats import KernelDistance, frechet_distance, knn_radii, mean_cov, precision_recall
 
@@ -30,16 +29,6 @@ def balanced_subset(labels: np.ndarray, per_class: int, n_classes: int, seed: in
         return rng.permutation(len(labels))[:per_class]
     picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(n_classes)]
     return np.concatenate(picks)
-
-
-def interval(iv: Interval, share: bool = False) -> dict[str, float | None]:
-    """An interval for metrics.json: bounds that are not numbers (one seed) become null; a
-    share's bounds are kept within [0, 1] (a centred bootstrap interval can step outside)."""
-    d = iv.to_dict()
-    if share:
-        d["lo"], d["hi"] = max(d["lo"], 0.0), min(d["hi"], 1.0)
-    return {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else None)
-            for k, v in d.items()}
 
 
 @dataclass
@@ -96,13 +85,13 @@ class JudgeEvaluation:
             "fd_per_seed": fds, "accuracy": None, "precision": None, "recall": None,
             "n_per_set": len(sets[0]), "sets": len(sets)}
         for name, real in self.real.items():
-            split = {"fd": interval(fd_interval(feats, real.mu, real.cov, **kw)),
-                     "kid": interval(kid_interval(feats, real.kernel, **kw))}
+            split = {"fd": fd_interval(feats, real.mu, real.cov, **kw).to_dict(),
+                     "kid": kid_interval(feats, real.kernel, **kw).to_dict()}
             if name == "test":
                 split.update(self._precision_recall(feats, real))
                 if labels is not None:
                     flags = [self.judge.predict(x) == np.asarray(labels) for x in sets]
-                    split["accuracy"] = interval(share_interval(flags, **kw), share=True)
+                    split["accuracy"] = share_interval(flags, **kw).to_dict()
                     out["accuracy"] = split["accuracy"]["value"]
                 out["precision"] = (split.get("precision") or {}).get("value")
                 out["recall"] = (split.get("recall") or {}).get("value")
@@ -126,8 +115,8 @@ class JudgeEvaluation:
 
         seeds = [np.array([i]) for i in range(len(feats))]
         kw = {"resamples": self.resamples, "seed": self.seed, "within": False}
-        return {"precision": interval(bootstrap(lambda s: pr(s)[0], seeds, **kw), share=True),
-                "recall": interval(bootstrap(lambda s: pr(s)[1], seeds, **kw), share=True)}
+        return {name: bootstrap(lambda s, i=i: pr(s)[i], seeds, **kw).clipped(0.0, 1.0).to_dict()
+                for i, name in enumerate(("precision", "recall"))}
 
 
 def reference_subsets(labels: Tensor, per_class: int, n_classes: int,
@@ -156,8 +145,7 @@ def reference_rows(ev: JudgeEvaluation, real: list[Tensor], recon: list[Tensor],
     if n_classes:
         for name, (x, y) in (("real data", test), ("tokenizer reconstructions", recon_test)):
             flags = ev.judge.predict(x) == y.numpy()
-            iv = interval(share_interval([flags], resamples=ev.resamples, seed=ev.seed),
-                          share=True)
+            iv = share_interval([flags], resamples=ev.resamples, seed=ev.seed).to_dict()
             rows[name]["accuracy"] = iv["value"]
             rows[name]["test"]["accuracy"] = iv
     return rows
@@ -170,7 +158,7 @@ def signal_summary(per_set: list[dict[str, float]]) -> dict[str, dict[str, float
     out = {}
     for name in per_set[0]:
         v = np.array([m[name] for m in per_set], np.float64)
-        iv = interval(mean_interval(v))
+        iv = mean_interval(v).to_dict()
         out[name] = {"mean": float(v.mean()),
                      "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
                      "lo": iv["lo"], "hi": iv["hi"]}
