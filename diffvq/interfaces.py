@@ -233,6 +233,18 @@ class Prior(Protocol):
 
 
 @runtime_checkable
+class HasTrainFlops(Protocol):
+    """Optional for priors: an analytic count of training compute, which the study map uses
+    without running a step and the tests check against `diffvq.flops.counted_train_flops`
+    (within 10 %). Priors without it are counted by running one step."""
+
+    def train_flops(self, batch_size: int) -> int:
+        """FLOPs of one training step (forward and backward, 2 per multiply-add, matrix
+        products and attention) on `batch_size` sequences."""
+        ...
+
+
+@runtime_checkable
 class Decoder(Protocol):
     """Tokens to signals in the modality's own format. Constructed with `modality` and
     `tokenizer` plus its recipe keywords."""
