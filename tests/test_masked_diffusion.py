@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
+from diffvq import schema
 from diffvq.builtin.masked_diffusion import MaskedDiffusionPrior, mask_ratio
-from diffvq.interfaces import TokenSpec
+from diffvq.interfaces import INJECTED, TokenSpec
 from diffvq.trainer import Batches, TrainConfig, Trainer
 
 
@@ -94,3 +95,63 @@ def test_too_many_steps_is_an_error():
     with pytest.raises(ValueError, match=r"steps \(5\) exceeds the sequence length \(4\)"):
         prior.check_options(steps=5)
     prior.check_options(steps=4)
+
+
+# -- loss: "elbo" ----------------------------------------------------------------------------
+
+
+def test_elbo_training_loss_is_one_draw_of_the_nll_estimator(patterned):
+    """With fixed weights, the mean of many elbo training losses is the bound `nll` reports;
+    the MaskGIT loss and the plain masked cross-entropy are far from it (so the test can tell)."""
+    trained, _, tokens, labels, _ = patterned
+    spec = trained.spec
+    # cond_dropout 0: training_loss then scores the conditional model, as nll does
+    prior = MaskedDiffusionPrior(spec, n_layer=2, n_head=2, n_embd=64, cond_dropout=0.0,
+                                 loss="elbo")
+    prior.load_state_dict(trained.state_dict())
+    prior.eval()
+    batch = {"tokens": tokens, "labels": labels}
+    torch.manual_seed(0)
+    with torch.no_grad():
+        draws = [prior.training_loss(batch) for _ in range(200)]
+    bits = torch.tensor([loss.item() / math.log(2) for loss, _ in draws])
+    logged = torch.tensor([logs["bits_per_token"] for _, logs in draws])
+    assert torch.allclose(bits, logged, rtol=1e-6)  # logged as bits_per_token, in bits
+    masked = torch.tensor([logs["masked_bits_per_token"] for _, logs in draws])
+    bounds = torch.stack([prior.nll(tokens, labels).mean() for _ in range(10)])
+    se = math.sqrt(bits.var() / len(bits) + bounds.var() / len(bounds))
+    assert abs(float(bits.mean() - bounds.mean())) < 4 * se
+    assert abs(float(masked.mean() - bounds.mean())) > 20 * se  # unweighted: another quantity
+    prior.loss = "maskgit"
+    with torch.no_grad():
+        maskgit = torch.tensor([prior.training_loss(batch)[0].item() / math.log(2)
+                                for _ in range(50)])
+    assert abs(float(maskgit.mean() - bounds.mean())) > 20 * se
+
+
+def test_elbo_training_reaches_the_entropy():
+    """Trained on its bound, the prior's bound on 4 equally likely patterns of 8 tokens comes
+    close to their entropy, 2 bits per sequence (0.25 per token), and never below it."""
+    spec = TokenSpec((8,), vocab_size=16, n_classes=0)
+    pats = torch.randint(0, 16, (4, 8), generator=torch.Generator().manual_seed(1))
+    tokens = pats[torch.arange(256) % 4]  # the distribution exactly: each pattern 64 times
+    torch.manual_seed(0)
+    prior = MaskedDiffusionPrior(spec, n_layer=2, n_head=2, n_embd=64, loss="elbo")
+    result = train(prior, tokens, steps=300)
+    assert set(result.logs) == {"bits_per_token", "masked_bits_per_token"}
+    torch.manual_seed(0)
+    bound = prior.eval().nll(tokens, None)
+    entropy = 2 / 8
+    se = float(bound.std()) / math.sqrt(len(bound))
+    assert entropy - 3 * se <= float(bound.mean()) <= entropy + 0.05
+
+
+def test_loss_is_a_recipe_key_with_two_values():
+    model = schema.signature_model(MaskedDiffusionPrior.__init__, INJECTED["prior"])
+    assert model.model_fields["loss"].default == "maskgit"  # existing runs keep their loss
+    for loss in ("maskgit", "elbo"):
+        values, problems = schema.validate(model, {"loss": loss}, "priors.m")
+        assert problems == [] and values["loss"] == loss
+    values, problems = schema.validate(model, {"loss": "elbow"}, "priors.m")
+    assert values is None
+    assert problems == ["priors.m.loss: input should be 'maskgit' or 'elbo' (got 'elbow')"]
