@@ -17,6 +17,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 import diffvq
+from diffvq.flops import transformer_train_flops
 from diffvq.interfaces import TokenSpec
 from diffvq.nn.conditioning import ClassCondition
 from diffvq.nn.sampling import MIN_P, guide_logits, sample_logits
@@ -63,6 +64,11 @@ class AutoregressivePrior(nn.Module):
         logits = self._logits(tokens, labels).float()
         nats = F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none")  # [B, L]
         return nats.mean(dim=1) / math.log(2)
+
+    def train_flops(self, batch_size: int) -> int:
+        """FLOPs of one training step: the causal backbone over `[class, t_0 .. t_{L-2}]`, L
+        positions, its head at every one (each predicts the next token)."""
+        return transformer_train_flops(self.net.cfg, batch_size)
 
     # -- sampling -----------------------------------------------------------------------------
     def nfe(self, **options: Any) -> int:

@@ -33,6 +33,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 import diffvq
+from diffvq.flops import transformer_train_flops
 from diffvq.interfaces import TokenSpec
 from diffvq.nn.conditioning import ClassCondition
 from diffvq.nn.sampling import MIN_P, draw, gumbel, probabilities, shape_logits
@@ -147,6 +148,12 @@ class MaskedDiffusionPrior(nn.Module):
         m = self.nll_samples
         draws = [self._bound_draw(tokens, cond, j, m)[0] for j in range(m)]  # m x [B] nats
         return torch.stack(draws).mean(dim=0) / math.log(2)
+
+    def train_flops(self, batch_size: int) -> int:
+        """FLOPs of one training step: the bidirectional backbone over the class token and the
+        L tokens, its head at all L + 1 positions. `"elbo"` and `"maskgit"` cost the same: each
+        runs one forward and backward over the whole sequence, however many tokens are masked."""
+        return transformer_train_flops(self.net.cfg, batch_size)
 
     # -- sampling -----------------------------------------------------------------------------
     def nfe(self, **options: Any) -> int:

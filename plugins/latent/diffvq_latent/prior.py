@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from diffvq.flops import transformer_train_flops
 from diffvq.interfaces import TokenSpec
 from diffvq.nn.conditioning import ClassCondition
 from diffvq.nn.transformer import Transformer, TransformerConfig
@@ -185,6 +186,16 @@ class LatentDiffusionPrior(nn.Module):
         over latent vectors, not bits per token; comparing it with the token priors' NLL would
         be wrong, so none is invented (and the pipeline skips NLL for `likelihood = "none"`)."""
         return torch.full((tokens.shape[0],), float("nan"), device=tokens.device)
+
+    def train_flops(self, batch_size: int) -> int:
+        """FLOPs of one training step: the bidirectional backbone over the class token and the
+        L latents (its head, D outputs, at all L + 1 positions); `in_proj` (D -> C) on the L
+        latents, forward and weight gradient only (the noisy latents need no gradient): 4 B L D C;
+        and the timestep MLP (C -> 4C -> C) on one vector per sequence: forward 16 B C^2,
+        backward 24 B C^2 (its first layer's input, the sinusoids, needs no gradient)."""
+        B, L, C = batch_size, self.spec.seq_len, self.net.cfg.n_embd
+        D = self.codebook.shape[1]
+        return transformer_train_flops(self.net.cfg, B) + 4 * B * L * D * C + 40 * B * C * C
 
     # -- sampling -----------------------------------------------------------------------------
     def nfe(self, *, steps: int = 50, **options: Any) -> int:

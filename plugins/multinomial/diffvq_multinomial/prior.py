@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from diffvq.flops import transformer_train_flops
 from diffvq.interfaces import TokenSpec
 from diffvq.nn.conditioning import ClassCondition
 from diffvq.nn.sampling import MIN_P, draw, shape_logits
@@ -278,6 +279,14 @@ class MultinomialDiffusionPrior(nn.Module):
             kl, _ = self._kl_terms(tokens, labels, t)
             total += (hi - lo) * kl.sum(-1)
         return total / L / math.log(2)
+
+    def train_flops(self, batch_size: int) -> int:
+        """FLOPs of one training step: the bidirectional backbone over the class token and the
+        L tokens (head at all L + 1 positions), plus the timestep MLP's two C x C layers on one
+        vector per sequence (forward 4 B C^2; backward 6 B C^2, as the sinusoids it reads need no
+        gradient). The posteriors and KL terms are elementwise: O(L K), no matrix products."""
+        C = self.net.cfg.n_embd
+        return transformer_train_flops(self.net.cfg, batch_size) + 10 * batch_size * C * C
 
     # -- sampling -----------------------------------------------------------------------------
     def timesteps(self, steps: int) -> list[int]:
