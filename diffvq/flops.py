@@ -13,12 +13,14 @@ attention at all; `COUNTED_ATTENTION` adds the same formulas the counter uses fo
 
 from __future__ import annotations
 
+from copy import deepcopy
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils import flop_counter as fc
 
+from .interfaces import HasTrainFlops
 from .nn.transformer import TransformerConfig
 
 
@@ -46,20 +48,27 @@ def counted_flops(fn: Any) -> int:
 
 
 def counted_train_flops(module: nn.Module, batch: dict[str, Tensor]) -> int:
-    """FLOPs of one training step (loss, backward) of `module` on `batch`, counted by running it.
-    Random number generators are left as they were and gradients are cleared, so the count does
-    not change what training does next."""
-    was_training = module.training
-    module.train()
+    """FLOPs of one training step (loss, backward) of `module` on `batch`, counted by running it
+    on a copy, with the random generators restored afterwards: a first step that initialises
+    state (a codebook's k-means start) or moves buffers (EMA codebooks) happens to the copy, so
+    counting changes nothing that training does next."""
+    copy = deepcopy(module).train()
     devices = [batch[k].device for k in batch if batch[k].is_cuda]
     with torch.random.fork_rng(devices=devices):
         def step() -> None:
-            loss, _ = module.training_loss(batch)
+            loss, _ = copy.training_loss(batch)
             loss.backward()
-        flops = counted_flops(step)
-    module.zero_grad(set_to_none=True)
-    module.train(was_training)
-    return flops
+        return counted_flops(step)
+
+
+def step_flops(module: nn.Module, batch: dict[str, Tensor]) -> dict[str, int | None]:
+    """What one training step on `batch` costs: the module's own count where it has one
+    (`HasTrainFlops`, used) and the counter's (recorded beside it)."""
+    counted = counted_train_flops(module, batch)
+    analytic = module.train_flops(len(batch["tokens"])) if isinstance(module, HasTrainFlops) \
+        else None
+    return {"flops_per_step": int(analytic if analytic is not None else counted),
+            "flops_per_step_counted": counted, "flops_per_step_analytic": analytic}
 
 
 def transformer_forward_flops(cfg: TransformerConfig, batch: int, tokens: int | None = None,
@@ -77,5 +86,8 @@ def transformer_forward_flops(cfg: TransformerConfig, batch: int, tokens: int | 
 
 def transformer_train_flops(cfg: TransformerConfig, batch: int, tokens: int | None = None,
                             outputs: int | None = None) -> int:
-    """One training step: the forward pass and a backward pass of twice its cost."""
-    return 3 * transformer_forward_flops(cfg, batch, tokens, outputs)
+    """One training step: the forward pass and a backward pass of twice its cost for the
+    matrix products, 2.5 times for attention (its scores are recomputed, as PyTorch counts)."""
+    T = cfg.seq_len if tokens is None else tokens
+    attention = batch * cfg.n_layer * 4 * T * T * cfg.n_embd
+    return 3 * transformer_forward_flops(cfg, batch, tokens, outputs) + attention // 2

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Mapping, Protocol
+from typing import Annotated, Any, Callable, Collection, Mapping, Protocol
 
 import numpy as np
 import torch
@@ -284,6 +284,7 @@ class TrainResult:
     losses: list[tuple[int, float]]  # (step, mean loss over the preceding log interval)
     resumed_from: int | None = None
     logs: dict[str, float] = field(default_factory=dict)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)  # what `evaluate` returned
 
 
 class Trainer:
@@ -365,11 +366,15 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------
     def fit(self, module: nn.Module, batches: Batches, *,
-            uniform_loss: float | None = None) -> TrainResult:
+            uniform_loss: float | None = None, evaluate_at: Collection[int] = (),
+            evaluate: Callable[[nn.Module, int], dict[str, Any]] | None = None) -> TrainResult:
         """Train to `cfg.steps`, resuming from a checkpoint of the same fingerprint.
 
         `uniform_loss`: the loss of a uniform guess where the caller knows it (log of the
-        vocabulary size for a cross-entropy in nats); a loss far above it counts as diverged."""
+        vocabulary size for a cross-entropy in nats); a loss far above it counts as diverged.
+        `evaluate(module, step)` runs after each step in `evaluate_at` (a validation curve); it
+        must leave the module's weights and every random generator as it found them. What it
+        returns is kept in checkpoints, so a resumed run has the whole curve."""
         cfg = self.cfg
         module.to(self.device)
         torch.manual_seed(self.seed)
@@ -379,6 +384,8 @@ class Trainer:
         step, losses, elapsed, resumed_from = 0, [], 0.0, None
         window: list[float] = []  # per-step losses since the last logged mean
         logs: dict[str, float] = {}
+        evaluations: list[dict[str, Any]] = []
+        evaluate_at = frozenset(evaluate_at) if evaluate is not None else frozenset()
         found = self._find_checkpoint()
         if found is not None:
             meta = self._load(found, module, opt, ema)
@@ -386,6 +393,7 @@ class Trainer:
             losses = [tuple(x) for x in meta["losses"]]
             window, logs = list(meta.get("window", [])), dict(meta.get("logs", {}))
             guard.load_state_dict(meta.get("guard", {}))
+            evaluations = list(meta.get("evaluations", []))
             resumed_from = step
         saved_at = resumed_from  # the step of the checkpoint on disk from this process's view
         module.train()
@@ -399,7 +407,8 @@ class Trainer:
 
         def meta_now() -> dict[str, Any]:
             return {"step": step, "elapsed_s": elapsed + time.monotonic() - t0, "losses": losses,
-                    "window": window, "logs": logs, "guard": guard.state_dict()}
+                    "window": window, "logs": logs, "guard": guard.state_dict(),
+                    "evaluations": evaluations}
 
         between_steps = True  # False while a step is half done: no checkpoint can be taken then
         try:
@@ -439,6 +448,11 @@ class Trainer:
                         bar.set_postfix(loss=f"{losses[-1][1]:.4f}", refresh=False)
                         window = []
                     bar.update(1)
+                    if step in evaluate_at:
+                        assert evaluate is not None
+                        module.eval()
+                        evaluations.append(evaluate(module, step))
+                        module.train()
                     between_steps = True
                     if time.monotonic() - last_ckpt > cfg.checkpoint_every_s and \
                             step < cfg.steps and not guard.bad:  # never save a diverging state
@@ -465,7 +479,8 @@ class Trainer:
         module.eval()
         return TrainResult(steps=step, wall_time_s=elapsed,
                            final_loss=losses[-1][1] if losses else float("nan"),
-                           losses=losses, resumed_from=resumed_from, logs=logs)
+                           losses=losses, resumed_from=resumed_from, logs=logs,
+                           evaluations=evaluations)
 
     def _runaway(self, guard: DivergenceGuard, step: int, saved_at: int | None) -> TrainingDiverged:
         assert guard.smoothed is not None and guard.best is not None and guard.factor is not None
