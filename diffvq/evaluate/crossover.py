@@ -269,6 +269,21 @@ def _percentiles(value: np.ndarray, reps: np.ndarray, level: float
     return np.fmin(lo, value), med, np.fmax(hi, value)
 
 
+def frontier_band(points: Sequence[CurvePoint], grid: Sequence[float] | np.ndarray, *,
+                  reading: Reading = "frontier", n_boot: int = 400, level: float = LEVEL,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One prior's reading at one fraction as `crossover` sees it: the mean over seeds [G] and
+    its interval (lo [G], hi [G]) from the same resampling of seeds and standard errors; for
+    drawing the frontier with its band."""
+    if reading not in READINGS:
+        raise ValueError(f"reading must be one of {', '.join(READINGS)}, got {reading!r}")
+    prior = _one(points, "frontier_band")
+    centre, reps = _replicates(prior, np.asarray(grid, np.float64), reading, n_boot,
+                               np.random.default_rng(seed))
+    lo, _, hi = _percentiles(centre, reps, level)
+    return centre, lo, hi
+
+
 def _log_interp(grid: np.ndarray, j: int, g: np.ndarray) -> float:
     """Where the gap g, <= 0 at grid[j - 1] and > 0 at grid[j], crosses 0 (linear in log C)."""
     g0, g1 = g[j - 1], g[j]
@@ -529,8 +544,16 @@ def _at(curve: np.ndarray, grid: np.ndarray, j: int, c: float) -> float:
     return float(curve[j - 1] + t * (curve[j] - curve[j - 1]))
 
 
+def format_epochs(e: float) -> str:
+    """0.001, 0.25, 2.1, 12, 5,000: no exponents for what a reader counts."""
+    if not math.isfinite(e):
+        return "?"
+    return f"{e:,.0f}" if e >= 9.5 else f"{e:.2g}" if e >= 0.001 else f"{e:.1e}"
+
+
 def _epochs_words(e: float) -> str:
-    return f"{e:.3g} epochs over the unique data" if math.isfinite(e) else "unknown epochs"
+    return (f"{format_epochs(e)} epochs over the unique data" if math.isfinite(e)
+            else "unknown epochs")
 
 
 def crossovers(points: Sequence[CurvePoint], *, reference: str | None = None,
@@ -615,12 +638,12 @@ def epochs_to_best(points: Sequence[CurvePoint]) -> list[BestEpoch]:
         if len(seeds) > 1:
             var += float(np.var(diff, ddof=1)) / len(seeds)
         d_se = math.sqrt(var)
-        ref = by_seed[0]
+        epochs = np.array([[d[k].epochs for k in keys] for d in by_seed]).mean(axis=0)  # [K]
+        flops = [by_seed[0][k].flops for k in keys]
         rows.append(BestEpoch(prior, pts[0].family, fraction, size, budget, len(seeds),
-                              ref[keys[b]].flops, float(np.mean([d[keys[b]].epochs for d in by_seed])),
-                              float(mean[b]), ref[keys[f]].flops,
-                              float(np.mean([d[keys[f]].epochs for d in by_seed])),
-                              float(mean[f]), d_se, bool(mean[f] - mean[b] > OVERFIT_SE * d_se)))
+                              flops[b], float(epochs[b]), float(mean[b]),
+                              flops[f], float(epochs[f]), float(mean[f]), d_se,
+                              bool(mean[f] - mean[b] > OVERFIT_SE * d_se)))
     return rows
 
 
