@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from diffvq.evaluate.crossover import (
-    CurvePoint, budgets_of, crossover, crossovers, epochs_to_best, equal_budget, frontier)
+    Crossover, CurvePoint, budgets_of, crossover, crossovers, epochs_to_best, equal_budget,
+    frontier)
 from diffvq.intervals import Interval
 
 PER_EPOCH = 1e14  # training FLOPs per pass over the unique data
@@ -265,6 +266,11 @@ def test_to_dict_is_json_without_inf_or_nan():
     assert cases[3].to_dict()["gap"]["value"][0] is None
     assert cases[4].to_dict()["interval"]["hi"] is None
     assert cases[0].to_dict()["interval"]["lo"] == pytest.approx(cases[0].interval.lo)
+    # and back, for drawing the map from metrics.json
+    for x in cases:
+        back = Crossover.from_dict(json.loads(json.dumps(x.to_dict(), allow_nan=False)))
+        assert back.to_dict() == x.to_dict()
+    assert Crossover.from_dict(cases[4].to_dict()).interval.hi == math.inf
 
 
 def test_crossovers_pairs_every_bound_prior_with_the_reference_per_fraction():

@@ -113,6 +113,18 @@ def test_one_to_four_priors_and_fractions_and_gaps_in_quality(tmp_path):
         assert share_of(img, colour) > 5e-4
 
 
-def test_no_points_is_refused(tmp_path):
+def test_the_equal_budget_reading_draws_its_own_crossovers(tmp_path, points, found):
+    both = found + crossovers(points, n_boot=200, reading="equal-budget")
+    out = draw_map(points, both, quality(points), tmp_path / "eb.png", reading="equal-budget")
+    img = read(out)
+    assert img.shape[1] == WIDTH_PX and img.std() > 0.05
+    for colour in PALETTE[:3]:
+        assert share_of(img, colour) > 1e-3
+
+
+def test_bad_input_is_refused(tmp_path, points):
     with pytest.raises(ValueError, match="no curve points"):
         draw_map([], [], None, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="reading"):
+        draw_map(points, [], None, tmp_path / "x.png", reading="best")
+    assert not (tmp_path / "x.png").exists()

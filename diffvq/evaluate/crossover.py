@@ -328,6 +328,11 @@ class GapCurve:
         return {k: _list(getattr(self, k)) for k in
                 ("grid", "value", "median", "lo", "hi", "reference", "challenger")}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GapCurve:
+        return cls(*(np.array([np.nan if v is None else v for v in d[k]], np.float64) for k in
+                     ("grid", "value", "median", "lo", "hi", "reference", "challenger")))
+
 
 @dataclass(frozen=True)
 class Crossover:
@@ -370,6 +375,18 @@ class Crossover:
                 "epochs": _num(self.epochs), "reference_epochs": _num(self.reference_epochs),
                 "gap": self.gap.to_dict(), "noise": self.noise, "seeds": list(self.seeds),
                 "level": self.level, "n_boot": self.n_boot, "notes": list(self.notes)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Crossover:
+        """Read back what `to_dict` wrote (metrics.json), to draw the map again."""
+        iv = d.get("interval")
+        return cls(d["reference"], d["challenger"], d["reference_family"],
+                   d["challenger_family"], float(d["fraction"]), d["reading"], d["status"],
+                   d["statement"], d.get("flops"), None if iv is None else Interval.from_dict(iv),
+                   d.get("beyond_budget"), d.get("significant_from"), d.get("epochs"),
+                   d.get("reference_epochs"), GapCurve.from_dict(d["gap"]), d["noise"],
+                   tuple(d["seeds"]), float(d.get("level", LEVEL)), int(d.get("n_boot", 0)),
+                   tuple(d.get("notes", ())))
 
 
 def _num(x: float | None) -> float | None:
@@ -447,6 +464,8 @@ def crossover(reference: Sequence[CurvePoint], challenger: Sequence[CurvePoint],
                          f"{ref.name} and {ch.fraction:g} for {ch.name}")
     g_arr = (default_grid(reference, challenger, reading) if grid is None
              else np.sort(np.asarray(grid, np.float64)))
+    if not (len(g_arr) and np.all(np.isfinite(g_arr)) and np.all(g_arr > 0)):
+        raise ValueError("crossover: the compute grid must hold finite FLOPs > 0")
     rng = np.random.default_rng(seed)
     ref_c, ref_r = _replicates(ref, g_arr, reading, n_boot, rng)
     ch_c, ch_r = _replicates(ch, g_arr, reading, n_boot, rng)
@@ -527,8 +546,8 @@ def crossover(reference: Sequence[CurvePoint], challenger: Sequence[CurvePoint],
                 f"{beyond:.0%} of resamples it does not fall below within "
                 f"{_flops(g_arr[last])} FLOPs")
     text = (f"{where} {ch.name} falls below {ref.name} {at}{'; ' if j == first else ''}"
-            f"{span}), when its best model had made "
-            f"{_epochs_words(e)} ({ref.name}'s: {_epochs_words(re)}); significantly below from "
+            f"{span}), when its best model had made {_epochs_words(e)} ({ref.name}'s best: "
+            f"{format_epochs(re)}); significantly below from "
             f"{_flops(g_arr[anchor])} FLOPs on{note}.").replace("%", " %")
     return Crossover(status="crossover", statement=f"{text} {tail}", flops=c_hat,
                      interval=interval, beyond_budget=beyond,

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .crossover import Crossover, CurvePoint, format_epochs, frontier_band
+from .crossover import READINGS, Crossover, CurvePoint, budgets_of, format_epochs, frontier_band
 
 WIDTH_PX = 1600
 DPI = 100
@@ -95,16 +95,17 @@ def _crossing_text(x: Crossover, narrow: bool) -> str:
 def draw_map(points: Sequence[CurvePoint], crossovers: Sequence[Crossover],
              quality: Sequence[QualityPoint] | None, out_png: str | os.PathLike[str], *,
              title: str = "Validation loss against training compute",
-             unique: Mapping[float, int] | None = None, n_boot: int = 400,
-             seed: int = 0) -> Path:
+             unique: Mapping[float, int] | None = None, reading: str = "frontier",
+             n_boot: int = 400, seed: int = 0) -> Path:
     """Write the map to `out_png` (atomically) and return its path.
 
     Columns: data fractions, ascending (titled with the fraction, `unique[fraction]` unique
     sequences where given, and the epochs range of its points). Top row: every curve point
-    faintly (a marker per model size), each prior's frontier (mean over seeds, the reading the
-    crossover compares) with its band (bootstrap over seeds and standard errors), each
-    crossover as a dashed vertical line in the challenger's colour with its interval shaded, or
-    its outcome as text. Bottom row (when `quality` holds anything): each QualityPoint with its
+    faintly (a marker per model size), each prior's `reading` (mean over seeds, as the
+    crossover compares them: the frontier as steps, or the equal-budget losses at each budget)
+    with its band (bootstrap over seeds and standard errors), each crossover of that reading
+    as a dashed vertical line in the challenger's colour with its interval shaded, or its
+    outcome as text. Bottom row (when `quality` holds anything): each QualityPoint with its
     interval. Log compute on x; 1600 px wide."""
     import matplotlib
     import matplotlib.ticker
@@ -116,6 +117,10 @@ def draw_map(points: Sequence[CurvePoint], crossovers: Sequence[Crossover],
 
     if not points:
         raise ValueError("draw_map: no curve points to draw")
+    if reading not in READINGS:
+        raise ValueError(f"draw_map: reading must be one of {', '.join(READINGS)}, "
+                         f"got {reading!r}")
+    crossovers = [x for x in crossovers if x.reading == reading]
     quality = list(quality or [])
     fractions = sorted({p.fraction for p in points})
     priors = _priors(points)
@@ -133,9 +138,10 @@ def draw_map(points: Sequence[CurvePoint], crossovers: Sequence[Crossover],
                              sharex="col", sharey="row", layout="constrained",
                              gridspec_kw={"height_ratios": [3, 2] if rows == 2 else [1]})
     columns: list[list[tuple[float, float]]] = []  # per column, its frontiers' (compute, top)
-    ylo, focus = math.inf, -math.inf  # the y range: every band, and each frontier from the
-    # middle of its log-compute range on (early training losses are many bits above the floor
-    # and would squash what the map is about; the crossovers' computes are kept in view too)
+    # the y range: the lowest band, up to the part of each reading that matters (below);
+    # early training losses are many bits above the floor and would squash what the map is
+    # about. The crossovers' computes are kept in view too.
+    ylo, focus = math.inf, -math.inf
     for col, f in enumerate(fractions):
         ax = axes[0][col]
         here = [p for p in points if math.isclose(p.fraction, f)]
@@ -153,19 +159,28 @@ def draw_map(points: Sequence[CurvePoint], crossovers: Sequence[Crossover],
             seeds = {p.seed for p in mine}
             start = max(min(p.flops for p in mine if p.seed == s) for s in seeds)
             end = max(p.flops for p in mine)
-            if not start < end:
+            if not start < end and reading == "frontier":
                 continue
-            # the frontier changes only at a point's compute: read it there, draw it as steps
-            grid = np.array(sorted({start, end} | {p.flops for p in mine
-                                                   if start <= p.flops <= end}))
-            centre, lo, hi = frontier_band(mine, grid, n_boot=n_boot, seed=seed)
+            if reading == "frontier":
+                # the frontier changes only at a point's compute: read it there, as steps
+                grid = np.array(sorted({start, end} | {p.flops for p in mine
+                                                       if start <= p.flops <= end}))
+                style: dict[str, Any] = {"drawstyle": "steps-post"}
+            else:
+                grid = budgets_of(mine)
+                style = {"marker": "o", "ms": 6}
+            centre, lo, hi = frontier_band(mine, grid, reading=reading, n_boot=n_boot,
+                                           seed=seed)
             ax.fill_between(grid, lo, hi, color=colour[name], alpha=0.2, lw=0, zorder=2,
-                            step="post")
-            ax.plot(grid, centre, color=colour[name], lw=2.2, zorder=3, drawstyle="steps-post")
+                            step="post" if reading == "frontier" else None)
+            ax.plot(grid, centre, color=colour[name], lw=2.2, zorder=3, **style)
             ok = np.isfinite(centre)
             if ok.any():
                 ylo = min(ylo, float(np.nanmin(lo[ok])))
-                mid = grid >= math.sqrt(start * end)
+                # frontier: from the middle of its log-compute range on; equal budget: the
+                # budgets up to its lowest loss (where it rises again, it may leave the top)
+                mid = (grid >= math.sqrt(start * end) if reading == "frontier"
+                       else grid <= grid[int(np.nanargmin(np.where(ok, centre, np.inf)))])
                 focus = max(focus, float(np.nanmax(hi[ok & mid])) if (ok & mid).any()
                             else float(np.nanmax(hi[ok])))
                 drawn += list(zip(grid[ok], hi[ok]))
@@ -176,7 +191,9 @@ def draw_map(points: Sequence[CurvePoint], crossovers: Sequence[Crossover],
             c = colour.get(x.challenger, "black")
             if x.status == "crossover" and x.flops is not None:
                 lo_c = x.interval.lo if x.interval is not None else x.flops
-                focus = max([focus] + [v for c, v in drawn if c >= lo_c])
+                hi_c = (x.interval.hi if x.interval is not None
+                        and math.isfinite(x.interval.hi) else x.flops)
+                focus = max([focus] + [v for c, v in drawn if lo_c <= c <= hi_c])
                 iv = x.interval
                 right = iv.hi if iv is not None and math.isfinite(iv.hi) else last * 1e3
                 if iv is not None:
@@ -240,8 +257,10 @@ def draw_map(points: Sequence[CurvePoint], crossovers: Sequence[Crossover],
         ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(numticks=12))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
+    what = ("frontier" if reading == "frontier"
+            else "best final loss at each budget")
     handles: list[Any] = [Line2D([], [], color=colour[n], lw=2.2,
-                                label=f"{n} ({FAMILY_WORDS.get(fam, fam)}): frontier, "
+                                label=f"{n} ({FAMILY_WORDS.get(fam, fam)}): {what}, "
                                       f"mean over seeds")
                           for n, fam in priors]
     handles.append(Patch(color="#888", alpha=0.35, label="95 % band (seeds, standard errors)"))
