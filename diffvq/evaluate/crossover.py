@@ -414,8 +414,9 @@ def _flops(x: float) -> str:
     return s
 
 
-def _bits(iv_value: float, lo: float, hi: float) -> str:
-    return f"{iv_value:+.3f} [{lo:+.3f}, {hi:+.3f}] bits/token"
+def _bits(value: float, lo: float, hi: float, level: float) -> str:
+    return f"{value:+.3f} bits/token, {level:.0%} interval [{lo:+.3f}, {hi:+.3f}]".replace(
+        "%", " %")
 
 
 def _families(ref: _Prior, ch: _Prior) -> str:
@@ -489,7 +490,7 @@ def crossover(reference: Sequence[CurvePoint], challenger: Sequence[CurvePoint],
                   n_boot=n_boot)
     where = f"At data fraction {ref.fraction:g},"
     tail = f"Reading: {READINGS[reading]}. Noise: {noise}. {_families(ref, ch)}".strip()
-    last_gap = f"gap {ref.name} - {ch.name} {_bits(value[last], lo[last], hi[last])}"
+    last_gap = f"the gap {ref.name} - {ch.name} is {_bits(value[last], lo[last], hi[last], level)}"
 
     if not len(sig):
         if above[last]:
@@ -501,8 +502,8 @@ def crossover(reference: Sequence[CurvePoint], challenger: Sequence[CurvePoint],
             status = "cannot tell"
             text = (f"{where} cannot tell {ch.name} from {ref.name}: {ch.name} is never "
                     f"significantly below, and at the largest compute "
-                    f"({_flops(g_arr[last])} FLOPs) the {last_gap} holds 0; the curves overlap "
-                    f"within the noise.")
+                    f"({_flops(g_arr[last])} FLOPs) {last_gap}, which holds 0: the curves "
+                    f"overlap within the noise.")
         return Crossover(status=status, statement=f"{text} {tail}", flops=None, interval=None,
                          beyond_budget=None, significant_from=None, epochs=None,
                          reference_epochs=None, **common)
