@@ -11,13 +11,14 @@ each factor an absorbing-diffusion model of one block given the clean blocks bef
 order-agnostic bound (Austin et al. 2021; Hoogeboom et al. 2022, ARDM) with k_b ~ U{1..n_b} of
 the block's n_b tokens masked uniformly at random is
 
-    -log p(x^b | x^<b) <= E_k [ (n_b / k_b) * sum over masked i of -log p(x_i | x^<b, unmasked of x^b) ],
+    -log p(x^b | x^<b) <= E_k [ (n_b / k_b) * sum over masked i of -log p(x_i | x^<b, x^b_seen) ],
 
-and the prior's bound, in nats per token, is the sum over blocks divided by L. Training minimises
-one draw of exactly this estimator (logged as `bits_per_token`); `nll` averages `nll_samples`
-draws with k_b stratified, as the masked prior does. The two limits: `block_size: 1` makes every
-block one fully masked token, k_b = 1 always, and the bound is the autoregressive chain rule,
-exact and without Monte-Carlo variance; `block_size` >= L is one block, the masked prior's bound.
+x^b_seen the block's unmasked tokens, and the prior's bound, in nats per token, is the sum over
+blocks divided by L. Training minimises one draw of exactly this estimator (logged as
+`bits_per_token`); `nll` averages `nll_samples` draws with k_b stratified, as the masked prior
+does. The two limits: `block_size: 1` makes every block one fully masked token, k_b = 1
+always, and the bound is the autoregressive chain rule, exact and without Monte-Carlo variance;
+`block_size` >= L is one block, the masked prior's bound.
 
 Network: the shared transformer, bidirectional, with a block-causal attention mask. Training runs
 every block in one pass over `[class, x_noisy (L), x_clean (L)]` (2L + 1 positions; a noisy token

@@ -313,9 +313,8 @@ def test_cached_sampling_is_uncached_sampling_at_the_nfe_reported(block_size, st
             assert calls[0] == prior.nfe(steps=steps), (use_cache, calls[0])
         assert torch.equal(out[True], out[False]), (labels, guidance)
         assert out[True].shape == (4, 7) and int(out[True].max()) < 6  # no MASK left
-    blocks = -(-7 // block_size)
-    assert prior.nfe(steps=steps) == sum(min(steps, n) for n in
-                                         [block_size] * (blocks - 1) + [7 - block_size * (blocks - 1)])
+    lengths = [min(block_size, 7 - start) for start in range(0, 7, block_size)]
+    assert prior.nfe(steps=steps) == sum(min(steps, n) for n in lengths)
 
 
 def test_samples_follow_the_model_one_token_per_step():
