@@ -115,6 +115,10 @@ def cmd_run(args: argparse.Namespace) -> int:
               replace_stale=args.replace_stale)
     metrics = run.execute()
     print(format_summary(metrics, run.run_dir))
+    if "study" in metrics:  # a map is read in the report
+        from .compare import report_for_run
+
+        print(f"\nreport: {report_for_run(run.run_dir, metrics)}")
     return 0
 
 

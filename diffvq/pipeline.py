@@ -33,6 +33,7 @@ from . import measure, stages, storage, tokencache
 from .components import build_prior, load_component, save_component, wants_codebook
 from .errors import UserError
 from .evaluate import Evaluator
+from .flops import counted_train_flops, step_flops
 from .interfaces import DataInfo, HasCodebook, TokenSpec
 from .judge import cache_root
 from .nn.transformer import count_parameters
@@ -42,7 +43,22 @@ from .provenance import environment, file_digests
 from .recipe import Recipe
 from .runtime import autocast, resolve_precision, select_device, set_threads
 from .stages import Stage, derived_seed, fingerprint
+from .study.cells import Cell, cells as study_cells
+from .study.results import MAP_FILE, StudyResults
+from .study.training import train_cell
 from .trainer import Batches, Trainer, TrainConfig, result_settings
+
+
+def compute(steps: int, batch_size: int, unique: int, cost: dict[str, Any],
+            seq_len: int | None, wall_s: float) -> dict[str, Any]:
+    """What a training spent: FLOPs (per step, as `diffvq.flops.step_flops` counts them, and in
+    all), examples (and tokens) seen, epochs over the unique training examples, seconds."""
+    out = {**cost, "flops": float(steps) * cost["flops_per_step"],
+           "examples_seen": steps * batch_size, "epochs": steps * batch_size / unique,
+           "wall_time_s": wall_s}
+    if seq_len is not None:
+        out["tokens_seen"] = steps * batch_size * seq_len
+    return out
 
 
 def log(msg: str) -> None:
@@ -79,9 +95,33 @@ class Run:
                                                   r.sample.model_dump(), r.decoder.to_dict(), r.seed,
                                                   self.precision)
                            for k, p in r.priors.items() for name, options in p.variants}
+        self.cells = study_cells(r.study) if r.study is not None else []
+        self.fp_cells = {c: self._cell_fingerprint(c) for c in self.cells}
         self.fp_metrics = fingerprint(self.fp_tokens, self.fp_prior,
                                       sorted(self.fp_samples.values()),
-                                      r.evaluate.model_dump(), "metrics-v5")
+                                      r.evaluate.model_dump(), "metrics-v5",
+                                      *([sorted(self.fp_cells.values()), r.study.to_dict()]
+                                        if r.study is not None else []))
+
+    def _cell_fingerprint(self, cell: Cell) -> str:
+        """What a study cell's results depend on: the tokens, the prior at its size, its
+        training settings but the steps (the budget sets them), the cell's coordinates, and how
+        its curve and samples are measured. Not the other cells: adding one reuses the rest."""
+        r, p = self.recipe, self.recipe.priors[cell.prior]
+        s = r.study
+        assert s is not None
+        train = {k: v for k, v in result_settings(p.train).items() if k != "steps"}
+        return fingerprint(self.fp_tokens, p.name, s.params[(cell.prior, cell.size)], train,
+                           cell.fraction, cell.budget, s.unit, cell.seed, r.seed, self.precision,
+                           s.section.evaluations, s.section.validation_sequences,
+                           s.section.quality_per_class, p.variants[0][1], r.sample.batch_size,
+                           "study-cell-v1")
+
+    @property
+    def compares(self) -> bool:
+        """Whether the single-point comparison runs: always without a study, and beside one
+        when it asks (`study.compare`)."""
+        return self.recipe.study is None or self.recipe.study.section.compare
 
     # -- data -------------------------------------------------------------------------------------
     def signals(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,11 +151,15 @@ class Run:
         d, r = self.run_dir, self.recipe
         out = [Stage(d, "tokenizer", self.fp_tokenizer, [d / "tokenizer"]),
                Stage(d, "tokens", self.fp_tokens, [d / "tokens"])]
-        out += [Stage(d, f"prior-{k}", self.fp_prior[k], [d / "priors" / k]) for k in r.priors]
-        out += [Stage(d, f"samples-{k}" + (f"-{v}" if v else ""), self.fp_samples[(k, v)],
-                      [d / "samples" / k / v if v else d / "samples" / k])
-                for k, p in r.priors.items() for v, _ in p.variants]
-        out.append(Stage(d, "metrics", self.fp_metrics, [d / "metrics.json", d / "report.html"]))
+        out += [Stage(d, c.id, self.fp_cells[c], [d / c.path]) for c in self.cells]
+        if self.compares:
+            out += [Stage(d, f"prior-{k}", self.fp_prior[k], [d / "priors" / k])
+                    for k in r.priors]
+            out += [Stage(d, f"samples-{k}" + (f"-{v}" if v else ""), self.fp_samples[(k, v)],
+                          [d / "samples" / k / v if v else d / "samples" / k])
+                    for k, p in r.priors.items() for v, _ in p.variants]
+        out.append(Stage(d, "metrics", self.fp_metrics,
+                         [d / "metrics.json", d / "report.html", d / "study" / MAP_FILE]))
         return {s.id: s for s in out}
 
     def _supersede_stale(self) -> None:
@@ -149,7 +193,7 @@ class Run:
         stage.finish(info)
         return info
 
-    def _trainer(self, cfg: TrainConfig, workdir: Path, fp: str, seed: int, desc: str,
+    def trainer(self, cfg: TrainConfig, workdir: Path, fp: str, seed: int, desc: str,
                  settings: str) -> Trainer:
         return Trainer(cfg, device=self.device, precision=self.precision, seed=seed,
                        workdir=workdir, fingerprint=fp, desc=desc, progress=self.progress,
@@ -165,14 +209,20 @@ class Run:
             tok = r.tokenizer.cls(input_shape=input_shape, **r.tokenizer.params)
             log(f"tokenizer: training {r.tokenizer.name} ({count_parameters(tok):,} parameters) "
                 f"for {r.tokenizer_train.steps} steps on {len(x)} examples, {self.device}/{self.precision}")
-            trainer = self._trainer(r.tokenizer_train, out, self.fp_tokenizer, r.seed, "tokenizer",
+            trainer = self.trainer(r.tokenizer_train, out, self.fp_tokenizer, r.seed, "tokenizer",
                                     "train.tokenizer")
-            result = trainer.fit(tok, Batches({"x": x}, r.tokenizer_train.batch_size, r.seed))
+            batches = Batches({"x": x}, r.tokenizer_train.batch_size, r.seed)
+            per_step = counted_train_flops(tok, batches.batch(0, torch.device("cpu")))
+            result = trainer.fit(tok, batches)
             save_component(out, tok, "tokenizer", r.tokenizer.name, r.tokenizer.params,
                            {"input_shape": input_shape})
             info = {"steps": result.steps, "wall_time_s": result.wall_time_s,
                     "final_loss": result.final_loss, "resumed_from": result.resumed_from,
-                    "parameters": count_parameters(tok), "last_logs": result.logs}
+                    "parameters": count_parameters(tok), "last_logs": result.logs,
+                    "compute": compute(result.steps, r.tokenizer_train.batch_size, len(x),
+                                       {"flops_per_step": per_step,
+                                        "flops_per_step_counted": per_step}, None,
+                                       result.wall_time_s)}
             storage.write_json(out / "train.json", {**info, "losses": result.losses})
             trainer.clear_checkpoint()
             return info
@@ -227,16 +277,20 @@ class Run:
             n_params = count_parameters(prior)
             log(f"prior {key}: training {p.name} ({n_params:,} parameters) for {p.train.steps} "
                 f"steps, {self.device}/{self.precision}")
-            trainer = self._trainer(p.train, out, self.fp_prior[key], seed, f"prior {key}",
+            trainer = self.trainer(p.train, out, self.fp_prior[key], seed, f"prior {key}",
                                     f"priors.{key}.train")
-            result = trainer.fit(prior, Batches(arrays, p.train.batch_size, seed))
+            batches = Batches(arrays, p.train.batch_size, seed)
+            cost = step_flops(prior, batches.batch(0, torch.device("cpu")))
+            result = trainer.fit(prior, batches)
             injected: dict[str, Any] = {"spec": cache.spec}
             if wants_codebook(p.cls):
                 injected["codebook"] = codebook
             save_component(out, prior, "prior", p.name, p.params, injected)
             info = {"steps": result.steps, "wall_time_s": result.wall_time_s,
                     "final_loss": result.final_loss, "resumed_from": result.resumed_from,
-                    "parameters": n_params}
+                    "parameters": n_params,
+                    "compute": compute(result.steps, p.train.batch_size, batches.n, cost,
+                                       cache.spec.seq_len, result.wall_time_s)}
             storage.write_json(out / "train.json", {**info, "losses": result.losses})
             trainer.clear_checkpoint()
             return info
@@ -348,8 +402,11 @@ class Run:
         """The metrics stage: the Evaluator's figures, written to `metrics.json`."""
 
         def work() -> dict[str, Any]:
-            storage.write_json(self.run_dir / "metrics.json",
-                               Evaluator(self, log).metrics(stage_infos))
+            ev = Evaluator(self, log)
+            metrics = ev.metrics(stage_infos)
+            if self.cells:
+                metrics["study"] = StudyResults(ev, ev.judge, log).metrics(self.cells)
+            storage.write_json(self.run_dir / "metrics.json", metrics)
             return {}
 
         self._stage("metrics", work)
@@ -381,9 +438,13 @@ class Run:
                                   f"{self.run_dir / 'recipe.resolved.yaml'}\n")
         torch.manual_seed(r.seed)
         infos: dict[str, Any] = {"tokenizer": self.train_tokenizer(), "tokens": self.encode_tokens()}
-        for key in r.priors:
-            infos[f"prior-{key}"] = self.train_prior(key)
-        infos["samples"] = {key: [self.sample_prior(key, name, options)
-                                  for name, options in p.variants]
-                            for key, p in r.priors.items()}
+        for cell in self.cells:
+            infos[cell.id] = self._stage(cell.id, lambda c=cell: train_cell(
+                self, c, self.fp_cells[c], log))
+        if self.compares:
+            for key in r.priors:
+                infos[f"prior-{key}"] = self.train_prior(key)
+            infos["samples"] = {key: [self.sample_prior(key, name, options)
+                                      for name, options in p.variants]
+                                for key, p in r.priors.items()}
         return self.evaluate(infos)

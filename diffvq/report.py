@@ -23,7 +23,7 @@ COLUMNS: list[tuple[str, str | None]] = [
     ("prec", "max"), ("recall", "max"), ("distinct", "max"), ("entropy bits (real)", None),
     ("copies tok/feat (real)", "min"),
     ("ms 1-at-a-time", "min"), ("ms/sample batch", "min"), ("MB/sample", "min"),
-    ("train s", None)]
+    ("train s", None), ("train FLOPs", None), ("epochs", None)]
 assert [c for c, _ in COLUMNS] == summary.PRIOR_HEADER
 
 
@@ -197,16 +197,28 @@ def gallery_html(metrics: dict[str, Any], run_dirs: dict[str, Path]) -> str:
 
 
 def write_report(metrics: dict[str, Any], run_dirs: dict[str, Path], out: Path,
-                 recipes: dict[str, str], title: str) -> Path:
-    """Write the self-contained report to `out`. `recipes`: run name -> resolved recipe text."""
+                 recipes: dict[str, str], title: str, study_dir: Path | None = None) -> Path:
+    """Write the self-contained report to `out`. `recipes`: run name -> resolved recipe text;
+    `study_dir`: the run whose study (`metrics["study"]`) the report shows."""
     from .storage import atomic_write_text
 
-    atomic_write_text(out, report_page(metrics, run_dirs, recipes, title))
+    atomic_write_text(out, report_page(metrics, run_dirs, recipes, title, study_dir))
     return out
 
 
+def study_html(metrics: dict[str, Any], run_dir: Path | None) -> list[str]:
+    """The study section (`diffvq.study.describe`), its map read only from inside the run."""
+    study = metrics.get("study")
+    if not study or run_dir is None:
+        return []
+    from .study.describe import html_section
+
+    path = inside(run_dir, study.get("map"), run_dir / "metrics.json")
+    return [html_section(study, data_uri(path))]
+
+
 def report_page(metrics: dict[str, Any], run_dirs: dict[str, Path], recipes: dict[str, str],
-                title: str) -> str:
+                title: str, study_dir: Path | None = None) -> str:
     """The report as one HTML string, every embedded file already read: a run that names a
     file outside itself is refused here, before anything is written."""
     tok = summary.tokenizer_table(metrics["tokenizer"])
@@ -254,7 +266,9 @@ def report_page(metrics: dict[str, Any], run_dirs: dict[str, Path], recipes: dic
         f"{metrics['data'].get('validation', '?')} validation / "
         f"{metrics['data'].get('test', '?')} test)</p>",
         *(f'<div class="finding">{html.escape(s)}</div>' for s in findings),
-        "<h2>Priors</h2>", f'<div class="wide">{table_html(metrics)}</div>',
+        *study_html(metrics, study_dir),
+        *(["<h2>Priors</h2>", f'<div class="wide">{table_html(metrics)}</div>']
+          if metrics["priors"] else []),
         *(f'<p class="flag">{html.escape(f)}</p>' for f in summary.flags(metrics)),
         f"<p>{html.escape(judge_txt)}</p>",
         *([f"<p>{html.escape(signal_txt)}</p>"] if signal_txt else []),

@@ -66,6 +66,14 @@ def _nll(p: dict[str, Any]) -> str:
     return f"{v:.3f} ({p['nll_kind']})" if v is not None else "- (none)"
 
 
+def _compute(c: dict[str, Any] | None) -> list[str]:
+    """Training FLOPs and epochs over the unique training sequences (runs made before they
+    were recorded: -)."""
+    if not c:
+        return ["-", "-"]
+    return [f"{c['flops']:.2g}", f"{c['epochs']:.3g}"]
+
+
 def _copies(m: dict[str, Any] | None) -> str:
     """Exact token copies of training sequences, and near-copies in judge features, with the
     same shares of held-out real data in brackets."""
@@ -130,7 +138,7 @@ def prior_rows(metrics: dict[str, Any]) -> list[list[str]]:
     for name in reference_names(metrics):
         ref, sig = judge_ref.get(name), signal_ref.get(name, {})
         rows.append([SHORT.get(name, name), "", "", "", "", "", *_judge_cells(ref), "", "",
-                     *(_sig(sig.get(n)) for n in names), "", "", "", "", ""])
+                     *(_sig(sig.get(n)) for n in names), "", "", "", "", "", "", ""])
     for key, p in metrics["priors"].items():
         for i, s in enumerate(p["sampling"]):
             first = i == 0
@@ -146,7 +154,8 @@ def prior_rows(metrics: dict[str, Any]) -> list[list[str]]:
                 _copies(s.get("memorisation")),
                 _ms(s.get("seconds_per_sample_latency")), _ms(s["seconds_per_sample"]),
                 _fmt(s.get("peak_memory_mb_per_sample"), ".2f"),
-                f"{p['train_time_s']:.0f}" if first else ""])
+                f"{p['train_time_s']:.0f}" if first else "",
+                *(_compute(p.get("compute")) if first else ["", ""])])
     return rows
 
 
@@ -155,10 +164,10 @@ SHORT = {"tokenizer reconstructions": "reconstructed data"}  # floor rows, as th
 PRIOR_HEADER = ["prior", "kind", "params", "NLL bits/token", "sampling", "NFE", "KID",
                 "FD", "acc", "prec", "recall", "distinct", "entropy bits (real)",
                 "copies tok/feat (real)", "ms 1-at-a-time", "ms/sample batch", "MB/sample",
-                "train s"]
+                "train s", "train FLOPs", "epochs"]
 
 # the terminal drops columns in this order until the table fits (report.html has them all)
-DROP_ORDER = ["train s", "MB/sample", "kind", "params", "entropy bits (real)", "recall", "prec",
+DROP_ORDER = ["train FLOPs", "epochs", "train s", "MB/sample", "kind", "params", "entropy bits (real)", "recall", "prec",
               "distinct", "FD",
               "ms/sample batch", "copies tok/feat (real)", "NLL bits/token"]
 
@@ -251,15 +260,22 @@ def format_summary(metrics: dict[str, Any], run_dir: Path, width: int | None = N
     from . import finding
 
     width = width or shutil.get_terminal_size((120, 24)).columns
-    header, rows, dropped = fit(prior_header(metrics), prior_rows(metrics), width)
     wrap = (lambda text, indent="": textwrap.fill(text, width, subsequent_indent=indent))
     lines = [f"run {metrics['run']} ({metrics['device']}, {metrics['precision']}): {run_dir}",
-             "", tokenizer_table(metrics["tokenizer"]), "", wrap(judge_line(metrics)),
-             table(header, rows)]
-    if dropped:
-        lines.append(wrap(f"(not shown at this width: {', '.join(dropped)}; see report.html "
-                          f"or metrics.json)"))
-    lines += [wrap(f"! {f}", "  ") for f in flags(metrics)]
-    lines += ["", *(wrap(f) for f in finding.describe(metrics))]
-    lines += ["", f"samples: {run_dir / 'samples'}/<prior>/   metrics: {run_dir / 'metrics.json'}"]
+             "", tokenizer_table(metrics["tokenizer"])]
+    if metrics["priors"]:
+        header, rows, dropped = fit(prior_header(metrics), prior_rows(metrics), width)
+        lines += ["", wrap(judge_line(metrics)), table(header, rows)]
+        if dropped:
+            lines.append(wrap(f"(not shown at this width: {', '.join(dropped)}; see report.html "
+                              f"or metrics.json)"))
+        lines += [wrap(f"! {f}", "  ") for f in flags(metrics)]
+        lines += ["", *(wrap(f) for f in finding.describe(metrics))]
+        lines += ["", f"samples: {run_dir / 'samples'}/<prior>/   metrics: "
+                      f"{run_dir / 'metrics.json'}"]
+    if metrics.get("study"):
+        from .study.describe import statements, text
+
+        lines += ["", text(metrics["study"]), "",
+                  *(wrap(f) for f in statements(metrics["study"], "frontier"))]
     return "\n".join(lines)

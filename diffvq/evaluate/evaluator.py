@@ -84,10 +84,11 @@ class Evaluator:
                             **stage_infos["tokens"]["counts"]},
                    "tokens_fingerprint": run.fp_tokens,
                    "tokenizer": self.tokenizer_metrics(stage_infos["tokenizer"])}
-        jev = self.judge_evaluation()
-        metrics["judge"], metrics["signal"] = self.reference(jev)
+        jev = self.judge
+        compared = [k for k in r.priors if f"prior-{k}" in stage_infos]
+        metrics["judge"], metrics["signal"] = self.reference(jev) if compared else (None, None)
         metrics["signal_notes"] = dict(getattr(run.modality, "signal_metric_notes", {}))
-        metrics["priors"] = {k: self.prior_metrics(k, stage_infos, jev) for k in r.priors}
+        metrics["priors"] = {k: self.prior_metrics(k, stage_infos, jev) for k in compared}
         return metrics
 
     # -- the judge and the floor rows -------------------------------------------------------
@@ -100,6 +101,11 @@ class Evaluator:
         key = fingerprint(run.fp_data, type(run.modality).__qualname__, result_settings(cfg),
                           "judge-v2")
         return f"{run.recipe.data.name}-{key}", cfg
+
+    @cached_property
+    def judge(self) -> JudgeEvaluation | None:
+        """`judge_evaluation()`, made once per Evaluator."""
+        return self.judge_evaluation()
 
     def judge_evaluation(self) -> JudgeEvaluation | None:
         """The judge for this data (cached across runs), or None where there is none: judging
@@ -171,7 +177,7 @@ class Evaluator:
         """`memorisation.memorisation` of the pooled sets `[seeds, n, *grid]`, plus 95 %
         intervals of the two copy shares (bootstrap over seeds and samples)."""
         pooled = tokens.reshape(len(tokens) * tokens.shape[1], *tokens.shape[2:])
-        feats = self._token_features(jev, pooled) if jev is not None else None
+        feats = self.token_features(jev, pooled) if jev is not None else None
         ham, dist = nearest(pooled.reshape(len(pooled), -1), train_tokens, copies, feats,
                             self._train_features)
         out = summarise(ham, dist, copies)
@@ -185,7 +191,7 @@ class Evaluator:
         return out
 
     @torch.no_grad()
-    def _token_features(self, jev: JudgeEvaluation, tokens: np.ndarray) -> np.ndarray:
+    def token_features(self, jev: JudgeEvaluation, tokens: np.ndarray) -> np.ndarray:
         """Judge features `[N, F]` of token grids `[N, *grid]` decoded by the tokenizer (model
         tensors, no vocoder): the space where memorisation is measured, so that a sequence
         copied from training sits at distance 0 from it, whatever the tokenizer's quality."""
@@ -201,15 +207,15 @@ class Evaluator:
         """How close held-out real data comes to the training set, made once: what a prior's
         samples are held against to count near-copies. Tokens: the test sequences decoded for
         the reconstruction metrics, against every training sequence; judge features: of the
-        same sequences decoded by the tokenizer (`_token_features`)."""
+        same sequences decoded by the tokenizer (`token_features`)."""
         if self._copies is None:
             run = self.run
             cache = self.cache
             idx = self.test_reconstructions()[0].numpy()
             train_f = test_f = None
             if jev is not None:
-                train_f = self._train_features = self._token_features(jev, cache.tokens("train"))
-                test_f = self._token_features(jev, np.asarray(cache.tokens("test"))[idx])
+                train_f = self._train_features = self.token_features(jev, cache.tokens("train"))
+                test_f = self.token_features(jev, np.asarray(cache.tokens("test"))[idx])
             self._copies = copy_reference(cache.sequences("train"),
                                           cache.sequences("test")[idx], train_f, test_f,
                                           quantile=run.recipe.evaluate.copy_quantile)
@@ -240,7 +246,8 @@ class Evaluator:
                 "perplexity": float(np.exp(-(p * np.log(p)).sum())),
                 "parameters": train_info.get("parameters"),
                 "train_steps": train_info.get("steps"),
-                "train_time_s": train_info.get("wall_time_s")}
+                "train_time_s": train_info.get("wall_time_s"),
+                "compute": train_info.get("compute")}
 
     # -- the priors ---------------------------------------------------------------------------
     def likelihood(self, key: str, prior: nn.Module) -> dict[str, Any] | None:
@@ -264,7 +271,8 @@ class Evaluator:
         run, p = self.run, self.run.recipe.priors[key]
         train = infos[f"prior-{key}"]
         out: dict[str, Any] = {"name": p.name, "parameters": train["parameters"],
-                               "train_steps": train["steps"], "train_time_s": train["wall_time_s"]}
+                               "train_steps": train["steps"], "train_time_s": train["wall_time_s"],
+                               "compute": train.get("compute")}
         prior = run.prior(key)
         nll = self.likelihood(key, prior)
         out["nll_bits_per_token"] = nll["bits_per_token"] if nll else None

@@ -20,6 +20,7 @@ from ..trainer import TrainConfig
 from .feasibility import dry_build
 from .files import COMPONENT_SECTIONS
 from .sections import EvaluateSection, RecipeModel, SampleSection
+from .study import Study, resolve_study
 
 PRIOR_RESERVED = {"name", "train", "sample"}
 
@@ -94,6 +95,7 @@ class Recipe:
     precision: str
     threads: int
     source: str
+    study: Study | None = None
 
     def to_dict(self, relative_to: Path | None = None) -> dict[str, Any]:
         """The fully resolved recipe: every default filled in; itself a valid recipe. With
@@ -112,6 +114,7 @@ class Recipe:
             "evaluate": self.evaluate.model_dump(mode="json"),
             "plugins": plugins, "device": self.device, "precision": self.precision,
             "threads": self.threads,
+            **({"study": self.study.to_dict()} if self.study is not None else {}),
         }
 
 
@@ -234,6 +237,7 @@ def resolve(raw: dict[str, Any], plugins: Plugins, source: str = "recipe") -> Re
             priors[key] = PriorSpec("prior", comp.name, comp.params, comp.cls, tcfg, options,
                                     variants, frozenset(merged))
 
+    study = resolve_study(get("study"), priors, problems) if get("study") is not None else None
     if problems:
         raise RecipeError(source, problems)
     assert resolved_top is not None and tok_train is not None
@@ -247,7 +251,7 @@ def resolve(raw: dict[str, Any], plugins: Plugins, source: str = "recipe") -> Re
                                 if k in SampleSection.model_fields}),
         evaluate=top_model.evaluate, plugins=top_model.plugins, device=top_model.device,
         precision=top_model.precision, threads=top_model.threads or default_threads(),
-        source=source)
+        source=source, study=study)
     recipe.sample = SampleSection.model_validate({**recipe.sample.model_dump(), **common_options})
     dry_build(recipe, problems)
     if problems:

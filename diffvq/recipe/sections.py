@@ -64,6 +64,8 @@ class RecipeModel(BaseModel):
     train: TrainSection = TrainSection()
     sample: SampleSection = SampleSection()
     evaluate: EvaluateSection = EvaluateSection()
+    study: dict[str, Any] | None = Field(None, description="a map over data, size and compute "
+                                         "(diffvq.recipe.study)")
     plugins: list[str] = []
     device: DeviceName = "auto"
     precision: Precision = "auto"
