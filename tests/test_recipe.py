@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from diffvq import recipe as recipe_mod
 from diffvq.errors import RecipeError, UserError
@@ -203,8 +204,13 @@ def test_every_shipped_recipe_validates(path, plugins):
             recipe_mod.load(path, [], plugins=plugins)
         assert str(e.value).count("\n") == 0 and "data.path: required key is missing" in str(e.value)
         return
+    overrides = []
+    if re.search(r"^device: cuda", text, re.M) and not torch.cuda.is_available():
+        with pytest.raises(RecipeError, match="no CUDA device is available"):  # said at once
+            recipe_mod.load(path, [], plugins=plugins)
+        overrides = ["device=cpu"]  # and everything else in it is still checked
     try:
-        r, _ = recipe_mod.load(path, [], plugins=plugins)
+        r, _ = recipe_mod.load(path, overrides, plugins=plugins)
     except RecipeError as e:
         needs = NEEDS.search(text)
         if needs and all(p.startswith("data:") and needs[1] in p for p in e.problems):

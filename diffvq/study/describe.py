@@ -56,7 +56,7 @@ def cell_rows(study: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """One row per prior, fraction, size and budget: seed means of the validation loss at the
     best point and the end, with KID and copy shares of the seed-0 samples."""
     header = ["prior", "data", "size", "budget FLOPs", "epochs", "best bits/token", "at FLOPs",
-              "final bits/token", "KID×1e3 best", "KID×1e3 final", "copies best/final"]
+              "final bits/token", "KID best", "KID final", "copies best/final"]
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for c in study["cells"]:
         groups.setdefault((c["prior"], c["fraction"], c["size"], c["budget"]), []).append(c)
@@ -72,8 +72,8 @@ def cell_rows(study: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                      f"{mean([c['best']['loss'] for c in cells]):.3f}",
                      _flops(mean([c["best"]["flops"] for c in cells])),
                      f"{mean([c['final']['loss'] for c in cells]):.3f}",
-                     _iv((q.get("best") or {}).get("kid"), 1e3),
-                     _iv((q.get("final") or {}).get("kid"), 1e3), copies + " %"])
+                     _iv((q.get("best") or {}).get("kid")),
+                     _iv((q.get("final") or {}).get("kid")), copies + " %"])
     return header, rows
 
 

@@ -71,9 +71,8 @@ class StudyResults:
                         self.log(f"study, fraction {f:g}, {k} against {s.reference}: "
                                  f"{x.statement}")
         quality = [QualityPoint(prior=r["prior"], fraction=r["fraction"], flops=q["flops"],
-                                value=q["kid"]["value"] * 1e3, lo=_scaled(q["kid"]["lo"]),
-                                hi=_scaled(q["kid"]["hi"]), label="judge KID ×1e3 (validation)",
-                                point=which)
+                                value=q["kid"]["value"], lo=q["kid"]["lo"], hi=q["kid"]["hi"],
+                                label="judge KID (validation)", point=which)
                    for r in rows for which, q in (r["quality"] or {}).items() if q.get("kid")]
         unique = {r["fraction"]: r["unique_sequences"] for r in rows}
         out_png = run.run_dir / "study" / MAP_FILE
@@ -153,6 +152,3 @@ class StudyResults:
             self._copies[fraction] = (ref, train, train_f)
         return self._copies[fraction]
 
-
-def _scaled(v: float | None) -> float | None:
-    return None if v is None else v * 1e3
