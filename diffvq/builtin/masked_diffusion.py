@@ -36,16 +36,13 @@ import diffvq
 from diffvq.flops import transformer_train_flops
 from diffvq.interfaces import TokenSpec
 from diffvq.nn.conditioning import ClassCondition
-from diffvq.nn.sampling import MIN_P, draw, gumbel, probabilities, shape_logits
+from diffvq.nn.sampling import MIN_P, shape_logits
 from diffvq.nn.transformer import Transformer, TransformerConfig
+from diffvq.nn.unmasking import Order, Schedule, mask_ratio, unmask_step
 
-Schedule = Literal["cosine", "linear"]
+__all__ = ["MaskedDiffusionPrior", "Schedule", "mask_ratio"]
+
 Loss = Literal["maskgit", "elbo"]
-
-
-def mask_ratio(r: Tensor, schedule: Schedule) -> Tensor:
-    """gamma(r): the fraction of tokens masked at progress r in [0, 1]; gamma(0)=1, gamma(1)=0."""
-    return torch.cos(r * math.pi / 2) if schedule == "cosine" else 1 - r
 
 
 class MaskedDiffusionPrior(nn.Module):
@@ -174,7 +171,7 @@ class MaskedDiffusionPrior(nn.Module):
                min_p: Annotated[float, Field(ge=0, le=1)] | None = MIN_P,
                guidance: Annotated[float, Field(ge=0)] = 3.0,
                schedule: Schedule = "cosine",
-               order: Literal["confidence", "random"] = "confidence",
+               order: Order = "confidence",
                choice_temperature: Annotated[float, Field(ge=0)] = 4.5) -> Tensor:
         """`[n, L]` tokens in `steps` network evaluations (MaskGIT decoding). Cut-offs
         (`min_p`, `top_k`, `top_p`): `diffvq.nn.sampling.shape_logits`; draws and the Gumbel
@@ -187,25 +184,8 @@ class MaskedDiffusionPrior(nn.Module):
             logits, reference = self.cond.guided_logits(self._logits, x, labels, guidance)
             logits = shape_logits(logits, temperature=temperature, min_p=min_p, top_k=top_k,
                                   top_p=top_p, reference=reference)  # [n, L, K]
-            probs = probabilities(logits)  # [n, L, K] float64
-            drawn = draw(probs.view(-1, probs.shape[-1]), generator).view(n, L)
-            masked = x == self.mask_id
-            drawn = torch.where(masked, drawn, x)
-            progress = (s + 1) / steps
-            n_left = int(math.floor(L * float(mask_ratio(torch.tensor(progress), schedule))))
-            n_left = max(0, min(n_left, int(masked[0].sum()) - 1))
-            if n_left == 0:
-                x = drawn
-                continue
-            noise = gumbel((n, L), generator, device)  # [n, L] float64
-            if order == "confidence":
-                chosen = probs.gather(-1, drawn[..., None]).squeeze(-1).clamp_min(1e-300).log()
-                confidence = chosen + choice_temperature * (1 - progress) * noise
-            else:
-                confidence = noise
-            confidence = confidence.masked_fill(~masked, float("inf"))  # kept tokens stay
-            ranks = confidence.argsort(dim=1).argsort(dim=1)
-            x = torch.where(ranks < n_left, torch.full_like(drawn, self.mask_id), drawn)
+            x = unmask_step(x, logits, s, steps, self.mask_id, generator, schedule, order,
+                            choice_temperature)
         return x
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from .. import storage, tokencache
 from ..components import build_prior, save_component, wants_codebook

@@ -37,19 +37,19 @@ exactly the sum over blocks of min(steps, n_b) evaluations, with or without the 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Callable, ClassVar, Literal
+from typing import Annotated, Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from diffvq.builtin.masked_diffusion import Schedule, mask_ratio
 from diffvq.flops import transformer_train_flops
 from diffvq.interfaces import TokenSpec
 from diffvq.nn.conditioning import ClassCondition
-from diffvq.nn.sampling import MIN_P, draw, gumbel, probabilities, shape_logits
+from diffvq.nn.sampling import MIN_P, shape_logits
 from diffvq.nn.transformer import KVCache, Transformer, TransformerConfig
+from diffvq.nn.unmasking import Order, Schedule, unmask_step
 
 DEFAULT_STEPS = 8  # `sample`'s default steps per block
 
@@ -260,7 +260,7 @@ class BlockDiffusionPrior(nn.Module):
                min_p: Annotated[float, Field(ge=0, le=1)] | None = MIN_P,
                guidance: Annotated[float, Field(ge=0)] = 3.0,
                schedule: Schedule = "cosine",
-               order: Literal["confidence", "random"] = "confidence",
+               order: Order = "confidence",
                choice_temperature: Annotated[float, Field(ge=0)] = 4.5,
                use_cache: bool = True) -> Tensor:
         """`[n, L]` tokens, block by block, each block by MaskGIT decoding in `steps` network
@@ -281,32 +281,6 @@ class BlockDiffusionPrior(nn.Module):
                 logits = shape_logits(logits, temperature=temperature, min_p=min_p, top_k=top_k,
                                       top_p=top_p, reference=reference)  # [n, n_b, K]
                 block = out[:, start:start + n_b]  # [n, n_b] (a view: written in place)
-                block.copy_(self._unmask(block, logits, s, S, generator, schedule, order,
-                                         choice_temperature))
+                block.copy_(unmask_step(block, logits, s, S, self.mask_id, generator, schedule,
+                                        order, choice_temperature))
         return out
-
-    def _unmask(self, x: Tensor, logits: Tensor, s: int, steps: int,
-                generator: torch.Generator, schedule: Schedule, order: str,
-                choice_temperature: float) -> Tensor:
-        """Step s of `steps` of MaskGIT decoding of one block `x` `[n, n_b]` (the masked prior's
-        rule): draw every masked token, keep so many that gamma((s+1)/steps) of the block stays
-        masked (at least one fewer than before), choosing by confidence or at random."""
-        n, n_b = x.shape
-        probs = probabilities(logits)  # [n, n_b, K] float64
-        drawn = draw(probs.view(-1, probs.shape[-1]), generator).view(n, n_b)
-        masked = x == self.mask_id
-        drawn = torch.where(masked, drawn, x)
-        progress = (s + 1) / steps
-        n_left = int(math.floor(n_b * float(mask_ratio(torch.tensor(progress), schedule))))
-        n_left = max(0, min(n_left, int(masked[0].sum()) - 1))
-        if n_left == 0:
-            return drawn
-        noise = gumbel((n, n_b), generator, x.device)  # [n, n_b] float64
-        if order == "confidence":
-            chosen = probs.gather(-1, drawn[..., None]).squeeze(-1).clamp_min(1e-300).log()
-            confidence = chosen + choice_temperature * (1 - progress) * noise
-        else:
-            confidence = noise
-        confidence = confidence.masked_fill(~masked, float("inf"))  # kept tokens stay
-        ranks = confidence.argsort(dim=1).argsort(dim=1)
-        return torch.where(ranks < n_left, torch.full_like(drawn, self.mask_id), drawn)
