@@ -13,8 +13,10 @@ import pytest
 
 from diffvq import recipe as recipe_mod
 from diffvq.errors import RecipeError
+from diffvq.compare import report_for_run
 from diffvq.pipeline import Run
 from diffvq.study.cells import evaluation_steps, steps_for, subset
+from diffvq.summary import format_summary
 
 STUDY = {"data_fractions": [0.5], "model_sizes": {"a": {}}, "budget_flops": [1e9, 3e9], "seeds": 2,
          "evaluations": 3, "quality_per_class": 2}
@@ -99,6 +101,11 @@ def test_a_study_records_its_curves_and_grows_by_its_new_cells(study_recipe, wri
     assert all(c["status"] in ("crossover", "ahead throughout", "none within budget",
                                "cannot tell") for c in study["crossovers"])
     assert (job.run_dir / study["map"]).stat().st_size > 10_000
+    text = format_summary(metrics, job.run_dir, width=200)
+    assert "study: validation loss against training compute (8 runs" in text
+    assert "equal-budget" in text and "epochs to best" in text
+    page = report_for_run(job.run_dir, metrics).read_text()
+    assert "Where diffusion overtakes autoregression" in page and "data:image/png;base64" in page
     before = markers(job.run_dir)
     assert len(before) == 8
 

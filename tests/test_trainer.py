@@ -92,6 +92,31 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path):
     assert torch.equal(resumed.lin.weight, reference.lin.weight)
 
 
+def validation_loss(module, step):
+    """An evaluation that draws random numbers (as a Monte-Carlo bound does) under its own seed."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        x = torch.randn(64, 4)
+        loss = ((module.lin(x).squeeze(-1) - x @ torch.tensor([1.0, -2.0, 0.5, 3.0])) ** 2).mean()
+    return {"step": step, "loss": loss.item()}
+
+
+def test_a_validation_curve_survives_a_resume_and_changes_nothing(tmp_path):
+    cfg = TrainConfig(steps=60, batch_size=16, lr=0.02, warmup_steps=5)
+    plain, _ = fit(cfg)
+    at = [10, 20, 40, 60]
+    reference, whole = fit(cfg, evaluate_at=at, evaluate=validation_loss)
+    assert [e["step"] for e in whole.evaluations] == at
+    assert whole.evaluations[-1]["loss"] < whole.evaluations[0]["loss"]
+    assert torch.equal(reference.lin.weight, plain.lin.weight)  # evaluating changed nothing
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, tmp_path, InterruptAt(data(), 16, seed=7, stop=30), evaluate_at=at,
+            evaluate=validation_loss)
+    resumed, result = fit(cfg, tmp_path, evaluate_at=at, evaluate=validation_loss)
+    assert result.resumed_from == 30 and result.evaluations == whole.evaluations
+    assert torch.equal(resumed.lin.weight, reference.lin.weight)
+
+
 class SignalMidStep(Regression):
     """Sends itself `signum` in the middle of training step number `at` (counted from where this
     process started), after the step's dropout has drawn random numbers: where Ctrl-C lands."""
