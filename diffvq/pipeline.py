@@ -436,6 +436,10 @@ class Run:
         storage.write_yaml(self.run_dir / "recipe.resolved.yaml", resolved,
                            header=f"# resolved from {r.source}; re-run with: diffvq run "
                                   f"{self.run_dir / 'recipe.resolved.yaml'}\n")
+        if self.cells and len(self.signals("validation")[0]) < 2:  # before any training
+            raise UserError(f"study: the validation split of {r.data.name!r} holds fewer than 2 "
+                            f"examples, and a study's curves are measured on it; give the data "
+                            f"set a validation share (see `diffvq ls dataset {r.data.name}`)")
         torch.manual_seed(r.seed)
         infos: dict[str, Any] = {"tokenizer": self.train_tokenizer(), "tokens": self.encode_tokens()}
         for cell in self.cells:

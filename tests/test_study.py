@@ -59,6 +59,18 @@ def test_a_bad_study_is_refused_before_any_work(study_recipe, write_recipe, plug
     assert message in str(err.value)
 
 
+def test_a_study_without_a_validation_split_stops_before_any_work(study_recipe, write_recipe,
+                                                                   plugins, tmp_path, capsys):
+    from diffvq.cli import main
+
+    study_recipe["data"] = {"name": "digits", "validation_fraction": 0.0}
+    code = main(["run", str(write_recipe(study_recipe)), "--runs-dir", str(tmp_path / "runs"),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "study: the validation split of 'digits' holds fewer than 2" in err
+    assert "Traceback" not in err and not (tmp_path / "runs" / "tiny-study").exists()
+
+
 def test_subsets_are_nested_and_fixed():
     small, large = subset(1000, 0.02, 7), subset(1000, 0.5, 7)
     assert len(small) == 20 and len(large) == 500

@@ -65,9 +65,6 @@ def train_cell(run: CellRun, cell: Cell, fp: str, log: Callable[[str], None]) ->
     cap = study.section.validation_sequences
     if cap:
         val, val_labels = val[:cap], (val_labels[:cap] if val_labels is not None else None)
-    if len(val) < 2:
-        raise RuntimeError("a study needs a validation split of at least 2 sequences "
-                           "(data.validation_fraction)")
 
     seed = derived_seed(r.seed, "study", cell.prior, cell.size, str(cell.seed))
     torch.manual_seed(seed)  # initial weights: a function of (prior, size, seed) alone
