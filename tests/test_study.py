@@ -49,10 +49,13 @@ def markers(run_dir: Path) -> dict[str, int]:
     ({"data_fractions": [0.0]}, "study.data_fractions"),
     ({"model_sizes": {"a": {"n_layr": 2}}}, "study.model_sizes.a"),
     ({"seeds": 0}, "study.seeds"),
+    ({"priors": ["gpt", "masked", "latent"]}, "'latent' (latent-diffusion) reports no likelihood"),
 ])
 def test_a_bad_study_is_refused_before_any_work(study_recipe, write_recipe, plugins, change,
                                                 message):
-    study_recipe["study"].update(change)
+    study_recipe["priors"]["latent"] = {"name": "latent-diffusion", "n_layer": 1, "n_head": 2,
+                                        "n_embd": 32}
+    study_recipe["study"].update({"priors": ["gpt", "masked"], **change})
     study_recipe["study"] = {k: v for k, v in study_recipe["study"].items() if v is not None}
     with pytest.raises(RecipeError) as err:
         load(study_recipe, write_recipe, plugins)

@@ -103,6 +103,11 @@ def resolve_study(raw: Any, priors: dict[str, PriorSpec], problems: list[str]) -
     if len(set(keys)) != len(keys):
         problems.append("study.priors: a prior is listed twice")
         ok = False
+    for k in keys if ok else []:
+        if getattr(priors[k].cls, "likelihood", "none") not in ("exact", "bound"):
+            problems.append(f"study.priors: {k!r} ({priors[k].name}) reports no likelihood, so "
+                            f"it has no validation loss to draw; leave it out of study.priors")
+            ok = False
     if not ok:
         return None
     exact = [k for k in keys if getattr(priors[k].cls, "likelihood", "none") == "exact"]
