@@ -29,12 +29,18 @@ READINGS = ("frontier", "equal-budget")
 
 def curve_points(curve: dict[str, Any]) -> list[CurvePoint]:
     """A cell's validation curve as map points; the last is the cell's equal-budget point."""
-    # the run's schedule ends at its budget: the nominal one (runs of one budget are paired),
-    # or, for budgets in epochs, the compute it came to
-    budget = float(curve["budget"] if curve["unit"] == "flops" else curve["flops"])
+    # The run's schedule ends at its budget: the nominal one (runs of one budget are paired),
+    # or, for budgets in epochs, the compute it came to. Steps are whole, so a run spends its
+    # FLOPs budget to within one step; its points sit at their share of the budget, so that all
+    # runs of one budget end at the same compute (else the map's common range would end at the
+    # cheapest run's last step and leave the others' final points out).
+    nominal = curve["unit"] == "flops"
+    budget = float(curve["budget"] if nominal else curve["flops"])
     return [CurvePoint(prior=curve["prior"], family=curve["family"],
                        fraction=float(curve["fraction"]), size=curve["size"],
-                       seed=int(curve["seed"]), budget=budget, flops=float(p["flops"]),
+                       seed=int(curve["seed"]), budget=budget,
+                       flops=budget * int(p["step"]) / int(curve["steps"]) if nominal
+                       else float(p["flops"]),
                        epochs=float(p["epochs"]), loss=float(p["loss"]),
                        se=float(p["se"]) if p["se"] == p["se"] else 0.0,
                        final=int(p["step"]) == int(curve["steps"]))
