@@ -131,3 +131,19 @@ def test_a_study_records_its_curves_and_grows_by_its_new_cells(study_recipe, wri
     assert {k: after[k] for k in before} == before  # the finished cells were reused as they were
     assert len(after) == 16
     assert {c["fraction"] for c in metrics["study"]["crossovers"]} == {0.5, 1.0}
+
+
+def test_runs_of_one_budget_end_at_the_same_compute():
+    """Whole steps overshoot a FLOPs budget by up to a step; the map places each run's points
+    at their share of the budget, so runs of one budget are compared at their ends."""
+    from diffvq.study.results import curve_points
+
+    def curve(prior, steps, per_step):
+        return {"prior": prior, "family": "exact", "fraction": 0.1, "size": "a", "seed": 0,
+                "budget": 1.5e12, "unit": "flops", "steps": steps, "flops": steps * per_step,
+                "points": [{"step": s, "flops": s * per_step, "epochs": s / 10, "loss": 5.0,
+                            "se": 0.1} for s in (steps // 2, steps)]}
+
+    a, b = curve_points(curve("gpt", 780, 1.92e9)), curve_points(curve("masked", 758, 1.98e9))
+    assert a[-1].flops == b[-1].flops == 1.5e12 and a[-1].final and b[-1].final
+    assert a[0].flops == pytest.approx(0.75e12)
