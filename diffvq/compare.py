@@ -28,7 +28,8 @@ def report_for_run(run_dir: Path, metrics: dict[str, Any]) -> Path:
     run_dir = Path(run_dir)
     return write_report(metrics, {k: run_dir for k in metrics["priors"]}, run_dir / "report.html",
                         {metrics["run"]: _recipe_text(run_dir)},
-                        f"diffvq compare: {metrics['run']}", study_dir=run_dir)
+                        f"diffvq {'compare' if metrics['priors'] else 'study'}: {metrics['run']}",
+                        study_dir=run_dir)
 
 
 def _load(run_dir: Path) -> dict[str, Any]:

@@ -273,11 +273,12 @@ def report_page(metrics: dict[str, Any], run_dirs: dict[str, Path], recipes: dic
         f"<p>{html.escape(judge_txt)}</p>",
         *([f"<p>{html.escape(signal_txt)}</p>"] if signal_txt else []),
         f"<p>{html.escape(nll_note)} Best value of each column in green.</p>",
-        "<h2>Quality against cost</h2>",
-        (f'<img alt="judge FD against cost" src="data:image/png;base64,'
-         f'{base64.b64encode(plot).decode()}">' if plot else "<p>No judge figures to plot.</p>"),
+        *(["<h2>Quality against cost</h2>",
+           (f'<img alt="judge FD against cost" src="data:image/png;base64,'
+            f'{base64.b64encode(plot).decode()}">' if plot
+            else "<p>No judge figures to plot.</p>")] if metrics["priors"] else []),
         "<h2>Tokenizer</h2>", f"<pre>{html.escape(tok)}</pre>",
-        "<h2>Samples</h2>", gallery_html(metrics, run_dirs),
+        *(["<h2>Samples</h2>", gallery_html(metrics, run_dirs)] if metrics["priors"] else []),
         "<h2>Recipe and versions</h2>",
         *(f"<h3>{html.escape(name)}</h3><pre>{html.escape(text)}</pre>"
           for name, text in recipes.items()),
