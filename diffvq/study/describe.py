@@ -55,19 +55,19 @@ def overfit_rows(study: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def cell_rows(study: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """One row per prior, fraction, size and budget: seed means of the validation loss at the
     best point and the end, with KID and copy shares of the seed-0 samples."""
-    header = ["prior", "data", "size", "budget FLOPs", "epochs", "best bits/token", "at FLOPs",
+    header = ["prior", "data", "size", f"budget {study['unit']}", "epochs", "best bits/token", "at FLOPs",
               "final bits/token", "KID best", "KID final", "copies best/final"]
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for c in study["cells"]:
         groups.setdefault((c["prior"], c["fraction"], c["size"], c["budget"]), []).append(c)
     rows = []
-    for (prior, frac, size, _), cells in groups.items():
+    for (prior, frac, size, budget), cells in groups.items():
         mean = (lambda xs: sum(xs) / len(xs))
         first = min(cells, key=lambda c: c["seed"])
         q = first.get("quality") or {}
         copies = "/".join(_iv((q.get(w) or {}).get("memorisation", {}).get("token_copy"),
                               100, ".0f") for w in ("best", "final"))
-        rows.append([prior, f"{100 * frac:g} %", size, _flops(mean([c["flops"] for c in cells])),
+        rows.append([prior, f"{100 * frac:g} %", size, _flops(budget),
                      f"{mean([c['epochs'] for c in cells]):.3g}",
                      f"{mean([c['best']['loss'] for c in cells]):.3f}",
                      _flops(mean([c["best"]["flops"] for c in cells])),
