@@ -108,7 +108,7 @@ def html_section(study: dict[str, Any], image_uri: str) -> str:
         f"<p>Validation loss in bits per token against training FLOPs, for each share of the "
         f"unique training data ({fams}; a bound compared with an exact NLL is conservative for "
         f"diffusion). Faint points: every validation point of every run; lines: each prior's "
-        f"frontier (best loss at or below that compute, median over seeds, with its band). "
+        f"frontier (best loss at or below that compute, mean over seeds, with its 95 % band). "
         f"Bottom: judge KID on the validation split of samples from each run's best and final "
         f"weights.</p>",
         f'<img alt="the study map" src="{image_uri}">',
