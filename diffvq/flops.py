@@ -54,7 +54,7 @@ def counted_train_flops(module: nn.Module, batch: dict[str, Tensor]) -> int:
     counting changes nothing that training does next."""
     copy = deepcopy(module).train()
     devices = [batch[k].device for k in batch if batch[k].is_cuda]
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():
         def step() -> None:
             loss, _ = copy.training_loss(batch)
             loss.backward()

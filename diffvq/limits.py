@@ -38,7 +38,10 @@ def time_limit(seconds: float) -> Iterator[None]:
 
     A signal's exception can be lost where Python cannot raise it (a weakref callback, a
     `__del__`: "Exception ignored in ..."), so the alarm repeats every 0.1 s until one lands,
-    and a block that ends past its deadline raises `TooSlow` on the way out all the same."""
+    and a block that ends past its deadline raises `TooSlow` on the way out all the same.
+    An alarm can also land between a context manager's setting and its `with` body (inside
+    `torch.no_grad().__enter__`), where nothing restores it: torch's grad mode is restored here,
+    or every training after it would fail."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
@@ -47,6 +50,7 @@ def time_limit(seconds: float) -> Iterator[None]:
         raise TooSlow
 
     deadline = time.monotonic() + seconds
+    grad = torch.is_grad_enabled()
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds, 0.1)
     try:
@@ -54,6 +58,7 @@ def time_limit(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        torch.set_grad_enabled(grad)
     if time.monotonic() > deadline:  # it fired, and something swallowed it
         raise TooSlow
 

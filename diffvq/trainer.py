@@ -412,7 +412,8 @@ class Trainer:
 
         between_steps = True  # False while a step is half done: no checkpoint can be taken then
         try:
-            with DeferredInterrupt() as interrupt:
+            # training needs gradients whatever mode the caller is in
+            with DeferredInterrupt() as interrupt, torch.enable_grad():
                 while True:
                     interrupt.fire()
                     if step >= cfg.steps:

@@ -70,6 +70,8 @@ def test_counting_leaves_the_prior_as_it_was(name):
         assert prior.training is training
         # a first step that sets state (latent diffusion's statistics) did not happen here
         assert all(torch.equal(v, state[k]) for k, v in prior.state_dict().items())
+    with torch.no_grad():  # the caller's grad mode does not matter
+        assert counted_train_flops(prior, data) == counted_train_flops(prior, data) > 0
 
 
 @pytest.mark.parametrize("name", sorted(PRIORS))

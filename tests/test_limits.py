@@ -40,3 +40,18 @@ def test_an_exception_of_the_block_is_not_replaced():
         with time_limit(0.01):
             time.sleep(0.05) if False else None
             raise ValueError("its own")
+
+
+def test_an_alarm_that_lands_inside_no_grad_enter_leaves_gradients_on():
+    """The alarm can fire between `torch.no_grad().__enter__` switching gradients off and the
+    `with` body, where no `__exit__` runs; before this was handled, every training after a
+    timed-out meta build in the same process failed ('does not require grad')."""
+    import torch
+
+    from diffvq.limits import TooSlow, time_limit
+
+    with pytest.raises(TooSlow):
+        with time_limit(5.0):
+            torch.set_grad_enabled(False)  # as no_grad's __enter__ does, then the alarm
+            raise TooSlow
+    assert torch.is_grad_enabled()

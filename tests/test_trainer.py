@@ -117,6 +117,14 @@ def test_a_validation_curve_survives_a_resume_and_changes_nothing(tmp_path):
     assert torch.equal(resumed.lin.weight, reference.lin.weight)
 
 
+def test_training_inside_no_grad_still_trains():
+    cfg = TrainConfig(steps=20, batch_size=16, lr=0.02, warmup_steps=2)
+    reference, _ = fit(cfg)
+    with torch.no_grad():
+        model, _ = fit(cfg)
+    assert torch.equal(model.lin.weight, reference.lin.weight)
+
+
 class SignalMidStep(Regression):
     """Sends itself `signum` in the middle of training step number `at` (counted from where this
     process started), after the step's dropout has drawn random numbers: where Ctrl-C lands."""
