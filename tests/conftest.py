@@ -57,6 +57,17 @@ def threads() -> None:
     torch.set_num_threads(default_threads())
 
 
+@pytest.fixture(autouse=True, scope="session")
+def ctrl_c() -> None:
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal, even where the suite was started in
+    the background of a non-interactive shell (which starts it with SIGINT ignored): the tests
+    of interrupted training send it to themselves."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(scope="session")
 def plugins() -> Plugins:
     return load_plugins()

@@ -52,12 +52,19 @@ def env(tmp: Path) -> dict[str, str]:
             "TMPDIR": str(tmp)}
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """In the child before it starts: SIGINT back to its default, as a terminal gives it (a
+    suite started in the background of a non-interactive shell inherits it ignored, and a
+    Python started so never sees Ctrl-C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(recipe: Path, runs: Path) -> subprocess.Popen:
     """`diffvq run` in the background, its stderr going to a file beside `runs`."""
     err = runs.parent / f"stderr-{time.monotonic_ns()}.txt"
     with open(err, "w") as f:
         proc = subprocess.Popen(command(recipe, runs), stdout=subprocess.DEVNULL, stderr=f,
-                                env=env(runs.parent))
+                                env=env(runs.parent), preexec_fn=ctrl_c_as_in_a_terminal)
     proc.stderr_path = err  # type: ignore[attr-defined]
     return proc
 
