@@ -31,7 +31,7 @@ def _num(v: float, spec: str) -> str:
     return format(v, spec)
 
 
-def _iv(d: dict[str, Any] | None, spec: str = ".3g", scale: float = 1.0, pct: bool = False) -> str:
+def interval_cell(d: dict[str, Any] | None, spec: str = ".3g", scale: float = 1.0, pct: bool = False) -> str:
     """`value [lo, hi]` of an interval dict (scaled; as percentages with `pct`), or "-"."""
     if not d or d.get("value") is None:
         return "-"
@@ -82,7 +82,7 @@ def _copies(m: dict[str, Any] | None) -> str:
 
     def share(key: str) -> str:  # with its interval where the run has one
         iv = m.get(key.replace("_share", ""))
-        return _iv(iv, pct=True) if iv else f"{100 * m[key]:.0f}%"
+        return interval_cell(iv, pct=True) if iv else f"{100 * m[key]:.0f}%"
 
     out = f"{share('token_copy_share')} ({100 * m['token_copy_share_real']:.0f}%)"
     if m.get("feature_near_copy_share") is not None:
@@ -96,7 +96,7 @@ def _entropy(e: dict[str, Any] | None) -> str:
     many real test sequences: far below real means samples collapse onto few tokens."""
     if not e:
         return "-"
-    return f"{_iv(e['samples'], '.2f')} ({e['real']:.2f})"
+    return f"{interval_cell(e['samples'], '.2f')} ({e['real']:.2f})"
 
 
 def signal_names(metrics: dict[str, Any]) -> list[str]:
@@ -124,8 +124,8 @@ def _judge_cells(j: dict[str, Any] | None) -> list[str]:
         fd = f"{j['fd_mean']:.2f} ± {j['fd_std']:.2f}" if j else "-"
         return ["-", fd, _pct(j and j.get("accuracy")), _pct(j and j.get("precision")),
                 _pct(j and j.get("recall"))]
-    return [_iv(t.get("kid")), _iv(t.get("fd"), ".3g"), _iv(t.get("accuracy"), pct=True),
-            _iv(t.get("precision"), pct=True), _iv(t.get("recall"), pct=True)]
+    return [interval_cell(t.get("kid")), interval_cell(t.get("fd"), ".3g"), interval_cell(t.get("accuracy"), pct=True),
+            interval_cell(t.get("precision"), pct=True), interval_cell(t.get("recall"), pct=True)]
 
 
 def prior_rows(metrics: dict[str, Any]) -> list[list[str]]:
@@ -143,7 +143,7 @@ def prior_rows(metrics: dict[str, Any]) -> list[list[str]]:
         for i, s in enumerate(p["sampling"]):
             first = i == 0
             sig = s.get("signal") or {}
-            distinct = _iv(s.get("distinct"), pct=True) if s.get("distinct") else \
+            distinct = interval_cell(s.get("distinct"), pct=True) if s.get("distinct") else \
                 _pct(s.get("distinct_share"))
             rows.append([
                 key if first else "", p["name"] if first else "",

@@ -173,13 +173,15 @@ class Evaluator:
         return self._recon_test
 
     def memorisation(self, jev: JudgeEvaluation | None, tokens: np.ndarray,
-                     train_tokens: np.ndarray, copies: CopyReference) -> dict[str, Any]:
+                     train_tokens: np.ndarray, copies: CopyReference,
+                     train_features: np.ndarray | None = None) -> dict[str, Any]:
         """`memorisation.memorisation` of the pooled sets `[seeds, n, *grid]`, plus 95 %
-        intervals of the two copy shares (bootstrap over seeds and samples)."""
+        intervals of the two copy shares (bootstrap over seeds and samples). `train_features`:
+        the judge features of `train_tokens` (default: of the whole training split)."""
         pooled = tokens.reshape(len(tokens) * tokens.shape[1], *tokens.shape[2:])
         feats = self.token_features(jev, pooled) if jev is not None else None
         ham, dist = nearest(pooled.reshape(len(pooled), -1), train_tokens, copies, feats,
-                            self._train_features)
+                            self._train_features if train_features is None else train_features)
         out = summarise(ham, dist, copies)
         kw = {"resamples": self.run.recipe.evaluate.bootstrap,
               "seed": derived_seed(self.run.recipe.seed, "bootstrap")}

@@ -7,20 +7,11 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from ..summary import table
+from ..summary import interval_cell, table
 
 
 def _flops(v: float | None) -> str:
     return "-" if v is None else f"{v:.3g}"
-
-
-def _iv(d: dict[str, Any] | None, scale: float = 1.0, spec: str = ".3g") -> str:
-    if not d or d.get("value") is None:
-        return "-"
-    lo, hi = d.get("lo"), d.get("hi")
-    if lo is None or hi is None:
-        return format(d["value"] * scale, spec)
-    return f"{d['value'] * scale:{spec}} [{lo * scale:{spec}}, {hi * scale:{spec}}]"
 
 
 def crossover_rows(study: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -65,15 +56,15 @@ def cell_rows(study: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         mean = (lambda xs: sum(xs) / len(xs))
         first = min(cells, key=lambda c: c["seed"])
         q = first.get("quality") or {}
-        copies = "/".join(_iv((q.get(w) or {}).get("memorisation", {}).get("token_copy"),
-                              100, ".0f") for w in ("best", "final"))
+        copies = "/".join(interval_cell((q.get(w) or {}).get("memorisation", {})
+                                        .get("token_copy"), pct=True) for w in ("best", "final"))
         rows.append([prior, f"{100 * frac:g} %", size, _flops(budget),
                      f"{mean([c['epochs'] for c in cells]):.3g}",
                      f"{mean([c['best']['loss'] for c in cells]):.3f}",
                      _flops(mean([c["best"]["flops"] for c in cells])),
                      f"{mean([c['final']['loss'] for c in cells]):.3f}",
-                     _iv((q.get("best") or {}).get("kid")),
-                     _iv((q.get("final") or {}).get("kid")), copies + " %"])
+                     interval_cell((q.get("best") or {}).get("kid")),
+                     interval_cell((q.get("final") or {}).get("kid")), copies])
     return header, rows
 
 

@@ -14,8 +14,8 @@ import torch
 from .. import storage
 from ..evaluate.crossover import CurvePoint, crossover, epochs_to_best
 from ..evaluate.map_plot import QualityPoint, draw_map
-from ..intervals import kid_interval, share_interval
-from ..memorisation import copy_reference, nearest, summarise
+from ..intervals import kid_interval
+from ..memorisation import copy_reference
 from ..stages import derived_seed
 from .cells import Cell, subset
 
@@ -121,22 +121,13 @@ class StudyResults:
             at = curve["best"] if which == "best" else curve["points"][-1]
             row: dict[str, Any] = {"flops": at["flops"], "epochs": at["epochs"],
                                    "step": at["step"], "loss": at["loss"]}
-            feats = None
+            grids = tokens.reshape(1, len(tokens), *self.ev.cache.spec.grid_shape)  # one set
             if jev is not None and "validation" in jev.real:
-                grid = tokens.reshape(len(tokens), *self.ev.cache.spec.grid_shape)
-                signals = run.decode(self.ev.tokenizer, torch.from_numpy(grid))
+                signals = run.decode(self.ev.tokenizer, torch.from_numpy(grids[0]))
                 feats = jev.features([run.modality.to_model(signals)])[0]
                 row["kid"] = kid_interval([feats], jev.real["validation"].kernel, **kw).to_dict()
-            ham, dist = nearest(tokens, train_tokens, copies,
-                                self.ev.token_features(jev, tokens.reshape(
-                                    len(tokens), *self.ev.cache.spec.grid_shape))
-                                if jev is not None else None, train_features)
-            mem = summarise(ham, dist, copies)
-            mem["token_copy"] = share_interval([(ham == 0).numpy()], **kw).to_dict()
-            if dist is not None:
-                mem["feature_near_copy"] = share_interval(
-                    [(dist <= copies.feature_threshold).numpy()], **kw).to_dict()
-            row["memorisation"] = mem
+            row["memorisation"] = self.ev.memorisation(jev, grids, train_tokens, copies,
+                                                       train_features)
             out[which] = row
         return out
 
