@@ -96,15 +96,16 @@ def test_midi_note_count_and_decode_time_limits(tmp_path):
                                         r"\(data\.max_notes\)"):
         MidiFolder(path=str(root), seconds=1.024, max_notes=7).load("train")
     MidiFolder(path=str(root), seconds=1.024).load("train")  # music21 imported: files of a
-    # few notes now take it about 6 ms, and 2,000 notes about 0.6 s to parse and render
+    # few notes now take it about 6 ms, and 8,000 notes about 2.4 s to parse and render; the
+    # limit sits far from both (a busy machine once took 0.2 s over a small file)
     many = SCALE_MIDI[:22] + b"".join(b"\x00\x90%c\x40\x30\x80%c\x40" % (p, p)
-                                      for p in np.tile(np.arange(48, 73), 80).tolist())
+                                      for p in np.tile(np.arange(48, 73), 320).tolist())
     many += b"\x00\xff\x2f\x00"
     many = many[:18] + len(many[22:]).to_bytes(4, "big") + many[22:]
     (root / "b" / "many.mid").write_bytes(many)
     with pytest.raises(UserError, match=r"b/many\.mid: too slow to decode: not parsed and "
-                                        r"rendered within 0\.2 s \(data\.max_decode_seconds\)"):
-        MidiFolder(path=str(root), seconds=1.024, max_decode_seconds=0.2).load("train")
+                                        r"rendered within 0\.8 s \(data\.max_decode_seconds\)"):
+        MidiFolder(path=str(root), seconds=1.024, max_decode_seconds=0.8).load("train")
     d = MidiFolder(path=str(root), seconds=1.024,
                    test_fraction=0, validation_fraction=0)  # the default: read
     assert d.load("train")[1].tolist().count(1) > 6
